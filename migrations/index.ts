@@ -1,0 +1,10 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261128010000_catalog_and_orders } from './Migration20261128010000_catalog_and_orders';
+
+/**
+ * Every migration, in order. A new file from `npm run migration:create` is added here; a test
+ * fails when a migration file is missing from this list.
+ */
+export const MIGRATIONS: MigrationObject[] = [
+  { name: 'Migration20261128010000_catalog_and_orders', class: Migration20261128010000_catalog_and_orders },
+];

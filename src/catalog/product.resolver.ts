@@ -1,0 +1,41 @@
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { connectionType, pageSize, toConnection } from '../graphql/connection';
+import type { Context } from '../graphql/context';
+import type { CatalogService } from './catalog.service';
+import { CreateProductInput, CreateProductPayload } from './product.inputs';
+import { ProductType, toProductView } from './product.type';
+
+const ProductConnection = connectionType('Product', ProductType);
+
+@Resolver(() => ProductType)
+export class ProductResolver {
+  constructor(private readonly catalog: CatalogService) {}
+
+  @Query(() => ProductConnection, { description: 'The catalog, ordered by SKU.' })
+  async products(
+    @Ctx() ctx: Context,
+    @Arg('first', () => Int, { defaultValue: 20, description: 'Page size, at most 100 (larger values are clamped).' })
+    first: number,
+    @Arg('after', () => String, { nullable: true, description: 'endCursor of the previous page.' })
+    after: string | null,
+  ) {
+    const size = pageSize(first);
+    const page = await this.catalog.listProducts(ctx.em, size, after);
+    return toConnection(page, (product) => this.catalog.productCursor(product), toProductView);
+  }
+
+  @Query(() => ProductType, { nullable: true, description: 'A product by id, or null.' })
+  async product(@Ctx() ctx: Context, @Arg('id', () => ID, { description: 'UUID of the product.' }) id: string) {
+    const product = await this.catalog.findProduct(ctx.em, id);
+    return product ? toProductView(product) : null;
+  }
+
+  @Mutation(() => CreateProductPayload, { description: 'Adds a product to the catalog (admin only).' })
+  async createProduct(
+    @Ctx() ctx: Context,
+    @Arg('input', () => CreateProductInput, { description: 'The new product.' }) input: CreateProductInput,
+  ): Promise<CreateProductPayload> {
+    const product = await ctx.em.transactional((em) => this.catalog.createProduct(em, { ...input }));
+    return { product: toProductView(product) };
+  }
+}

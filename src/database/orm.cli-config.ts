@@ -1,0 +1,11 @@
+import { loadConfig } from '../config';
+import { createOrmConfig } from './orm.config';
+
+/** Configuration for the `mikro-orm` CLI: the database named by `DATABASE_URL`. */
+export default (() => {
+  const config = loadConfig();
+  if (!config.databaseUrl) {
+    throw new Error('DATABASE_URL must be set for the mikro-orm CLI (the URL `npm start` logs, for example)');
+  }
+  return createOrmConfig({ clientUrl: config.databaseUrl });
+})();

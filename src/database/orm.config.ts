@@ -1,0 +1,55 @@
+import path from 'node:path';
+import { Migrator } from '@mikro-orm/migrations';
+import { defineConfig, type Options } from '@mikro-orm/postgresql';
+import { MIGRATIONS } from '../../migrations';
+import { Product } from '../catalog/product.entity';
+import { Order } from '../orders/order.entity';
+import { OrderLine } from '../orders/order-line.entity';
+import { projectRoot } from '../project-root';
+
+/** Every entity the ORM knows; the migrations must agree with them. */
+export const ENTITIES = [Product, Order, OrderLine];
+
+export interface OrmOptions {
+  readonly clientUrl: string;
+  /** Largest number of pooled connections. */
+  readonly poolSize?: number;
+  /** Called with every SQL statement sent, for statement counting in tests. */
+  readonly onQuery?: (sql: string) => void;
+}
+
+/** The MikroORM configuration shared by the server, the tests and the CLI. */
+export function createOrmConfig(options: OrmOptions): Options {
+  const onQuery = options.onQuery;
+  return defineConfig({
+    clientUrl: options.clientUrl,
+    entities: ENTITIES,
+    discovery: { warnWhenNoEntities: true },
+    extensions: [Migrator],
+    pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
+    forceUtcTimezone: true,
+    allowGlobalContext: false,
+    ensureDatabase: false,
+    debug: false,
+    onQuery: onQuery
+      ? (sql: string) => {
+          onQuery(sql);
+          return sql;
+        }
+      : undefined,
+    migrations: {
+      // Migrations are listed in migrations/index.ts rather than discovered, so the server, the
+      // CLI and the tests run the same list; `migration:create` writes new files to migrations/.
+      migrationsList: MIGRATIONS,
+      path: path.join(projectRoot(), 'migrations'),
+      pathTs: path.join(projectRoot(), 'migrations'),
+      tableName: 'mikro_orm_migrations',
+      silent: true,
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+      emit: 'ts',
+      fileName: (timestamp: string, name?: string) => `Migration${timestamp}${name ? `_${name}` : ''}`,
+    },
+  });
+}

@@ -1,0 +1,48 @@
+import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
+import { applyMiddleware } from 'graphql-middleware';
+import { DateTimeResolver } from 'graphql-scalars';
+import { buildSchemaSync, type ContainerType } from 'type-graphql';
+import { ViewerResolver } from '../auth/viewer.resolver';
+import { CatalogService } from '../catalog/catalog.service';
+import { ProductResolver } from '../catalog/product.resolver';
+import { OrderLineResolver, OrderResolver } from '../orders/order.resolver';
+import { OrderService } from '../orders/order.service';
+import { permissions } from './permissions';
+
+const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver] as const;
+
+/** The executable schema without permissions: what the SDL is printed from. */
+export function buildBaseSchema(): GraphQLSchema {
+  const catalog = new CatalogService();
+  const orders = new OrderService();
+  const instances = new Map<unknown, unknown>([
+    [ViewerResolver, new ViewerResolver()],
+    [ProductResolver, new ProductResolver(catalog)],
+    [OrderResolver, new OrderResolver(orders)],
+    [OrderLineResolver, new OrderLineResolver()],
+  ]);
+  const container: ContainerType = {
+    get: (type) => {
+      const instance = instances.get(type);
+      if (!instance) throw new Error(`no resolver instance for ${String(type)}`);
+      return instance;
+    },
+  };
+  return buildSchemaSync({
+    resolvers: RESOLVERS,
+    container,
+    scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
+    validate: false,
+    emitSchemaFile: false,
+  });
+}
+
+/** The schema served: base schema with graphql-shield permissions applied. */
+export function buildSchema(): GraphQLSchema {
+  return applyMiddleware(buildBaseSchema(), permissions);
+}
+
+/** The SDL clients test against, sorted for stable diffs. */
+export function printSdl(schema: GraphQLSchema): string {
+  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+}

@@ -1,0 +1,89 @@
+import 'reflect-metadata';
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { FastifyInstance } from 'fastify';
+import { signToken } from './auth/token';
+import { Product } from './catalog/product.entity';
+import { type Config, ConfigError, loadConfig } from './config';
+import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded';
+import { migrate, openOrm } from './database/orm';
+import { seedCatalog } from './database/seed';
+import { buildApp } from './http/app';
+import { createLogger } from './observability/logger';
+
+/** Bootstrap only: config -> database -> migrate -> seed -> http -> signals. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`Invalid configuration: ${error.message}\n`);
+      process.exit(78);
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  if (config.jwtSecretIsDefault) {
+    logger.warn('JWT_SECRET is not set: using the built-in development secret; never do this in production');
+  }
+
+  let embedded: EmbeddedDatabase | undefined;
+  let orm: MikroORM | undefined;
+  let app: FastifyInstance | undefined;
+  let stopping = false;
+
+  const shutdown = async (signal: string, exitCode = 0) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await app?.close();
+      logger.debug('http server closed');
+      await orm?.close(true);
+      logger.debug('database pool closed');
+    } catch (error) {
+      logger.error({ err: error }, 'error while closing the server');
+      exitCode ||= 1;
+    }
+    try {
+      await embedded?.stop();
+    } catch (error) {
+      logger.error({ err: error }, 'error while stopping the embedded database');
+      exitCode ||= 1;
+    }
+    process.exit(exitCode);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
+      databaseUrl = embedded.url;
+      logger.info({ dataDir: config.dataDir, databaseUrl }, 'embedded PostgreSQL started');
+    }
+    orm = await openOrm({ clientUrl: databaseUrl });
+    const applied = await migrate(orm);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    const seeded = await seedCatalog(orm.em.fork());
+    if (seeded > 0) logger.info({ products: seeded }, 'demo catalog seeded');
+
+    const token = await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
+    const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
+    app = await buildApp({ config, orm, logger, sandbox: { token, exampleProductId: example?.id } });
+    await app.listen({ port: config.port, host: config.host });
+    const address = app.server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}/graphql`;
+    logger.info({ url }, 'GraphQL API ready');
+    if (config.nodeEnv !== 'production') {
+      process.stdout.write(`\nGraphQL API: ${url}\nDevelopment token (user dev-user, 30 days):\n${token}\n\n`);
+    }
+  } catch (error) {
+    logger.fatal({ err: error }, 'start-up failed');
+    await shutdown('startup-failure', 1);
+  }
+}
+
+void main();

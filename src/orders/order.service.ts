@@ -1,0 +1,165 @@
+import { LockMode } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { isAdmin, type Viewer } from '../auth/token';
+import { Product } from '../catalog/product.entity';
+import { decodeCursor, encodeCursor, requireUuid } from '../cursor';
+import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
+import type { Page } from '../graphql/connection';
+import { Order, OrderStatus } from './order.entity';
+import { OrderLine } from './order-line.entity';
+
+export interface NewOrderLine {
+  readonly productId: string;
+  readonly quantity: number;
+}
+
+export interface NewOrder {
+  readonly lines: readonly NewOrderLine[];
+  readonly note?: string | null;
+}
+
+/** An order with its lines and the products they refer to, as one consistent snapshot. */
+export interface PlacedOrder {
+  readonly order: Order;
+  readonly lines: readonly OrderLine[];
+  readonly products: ReadonlyMap<string, Product>;
+}
+
+export const MAX_LINES = 100;
+export const MAX_QUANTITY = 1000;
+export const MAX_NOTE_LENGTH = 500;
+const MAX_TOTAL_CENTS = 2_147_483_647;
+
+/** Order rules: placing, cancelling and reading a user's orders. */
+export class OrderService {
+  /**
+   * Places an order inside the caller's transaction. The products are locked in id order, so
+   * concurrent orders serialise on stock without deadlocking, and all checks run before any
+   * write. A product id may appear in one line only.
+   */
+  async placeOrder(em: EntityManager, userId: string, input: NewOrder): Promise<PlacedOrder> {
+    const requested = validateOrder(input);
+    const ids = [...requested.keys()].sort();
+    const products = await em.find(
+      Product,
+      { id: { $in: ids } },
+      { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' }, refresh: true },
+    );
+    const byId = new Map(products.map((product) => [product.id, product]));
+    const missing = ids.filter((id) => !byId.has(id));
+    if (missing.length > 0) throw new ProductNotFoundError(missing);
+
+    const currencies = new Set(products.map((product) => product.currency));
+    if (currencies.size > 1) {
+      throw new BadUserInputError(`An order has one currency; these products are in ${[...currencies].sort().join(', ')}`);
+    }
+    const short = ids.filter((id) => (byId.get(id) as Product).stock < (requested.get(id) as number));
+    if (short.length > 0) throw new InsufficientStockError(short);
+
+    const totalCents = input.lines.reduce((sum, line) => {
+      return sum + (byId.get(line.productId.toLowerCase()) as Product).priceCents * line.quantity;
+    }, 0);
+    if (totalCents > MAX_TOTAL_CENTS) {
+      throw new BadUserInputError(`The order total exceeds the maximum of ${MAX_TOTAL_CENTS} cents`);
+    }
+
+    const order = new Order({
+      userId,
+      totalCents,
+      currency: products[0]?.currency as string,
+      note: input.note ?? null,
+    });
+    const orderRef = em.getReference(Order, order.id, { wrapped: true });
+    const lines = input.lines.map((line, position) => {
+      const product = byId.get(line.productId.toLowerCase()) as Product;
+      product.stock -= line.quantity;
+      return new OrderLine({
+        order: orderRef,
+        position,
+        product: em.getReference(Product, product.id, { wrapped: true }),
+        quantity: line.quantity,
+        unitPriceCents: product.priceCents,
+      });
+    });
+    em.persist(order);
+    em.persist(lines);
+    await em.flush();
+    return { order, lines, products: byId };
+  }
+
+  /** Cancels a PLACED order of the viewer (an admin may cancel any) and restores its stock. */
+  async cancelOrder(em: EntityManager, viewer: Viewer, orderId: string): Promise<PlacedOrder> {
+    const id = requireUuid(orderId, 'orderId');
+    const order = await em.findOne(Order, this.visibleTo(viewer, id), {
+      lockMode: LockMode.PESSIMISTIC_WRITE,
+      refresh: true,
+    });
+    if (!order) throw new OrderNotFoundError(id);
+    if (order.status !== OrderStatus.Placed) throw new OrderNotCancellableError(id, order.status);
+
+    const lines = await em.find(OrderLine, { order: id }, { orderBy: { position: 'asc' } });
+    const productIds = [...new Set(lines.map((line) => line.product.id))].sort();
+    const products = await em.find(
+      Product,
+      { id: { $in: productIds } },
+      { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' }, refresh: true },
+    );
+    const byId = new Map(products.map((product) => [product.id, product]));
+    for (const line of lines) {
+      const product = byId.get(line.product.id);
+      if (product) product.stock += line.quantity;
+    }
+    order.status = OrderStatus.Cancelled;
+    order.cancelledAt = new Date();
+    await em.flush();
+    return { order, lines, products: byId };
+  }
+
+  /** The order if it exists and the viewer may see it (their own; an admin sees any). */
+  async findOrder(em: EntityManager, viewer: Viewer, orderId: string): Promise<Order | null> {
+    return em.findOne(Order, this.visibleTo(viewer, requireUuid(orderId, 'id')));
+  }
+
+  /** The viewer's orders, newest first. */
+  async listOrders(em: EntityManager, userId: string, first: number, after: string | null | undefined): Promise<Page<Order>> {
+    let where: object = { userId };
+    if (after) {
+      const [createdAt, id] = decodeCursor('order', after, 2) as [string, string];
+      const at = new Date(createdAt);
+      if (Number.isNaN(at.getTime())) throw new BadUserInputError('Invalid cursor', { argument: 'after' });
+      where = { userId, $or: [{ createdAt: { $lt: at } }, { createdAt: at, id: { $lt: id } }] };
+    }
+    const rows = await em.find(Order, where, { orderBy: { createdAt: 'desc', id: 'desc' }, limit: first + 1 });
+    return { items: rows.slice(0, first), hasNextPage: rows.length > first };
+  }
+
+  orderCursor(order: Order): string {
+    return encodeCursor('order', [order.createdAt.toISOString(), order.id]);
+  }
+
+  private visibleTo(viewer: Viewer, id: string): { id: string; userId?: string } {
+    return isAdmin(viewer) ? { id } : { id, userId: viewer.id };
+  }
+}
+
+/** Checks the shape of an order and returns the quantity wanted per product id. */
+function validateOrder(input: NewOrder): Map<string, number> {
+  if (input.lines.length < 1 || input.lines.length > MAX_LINES) {
+    throw new BadUserInputError(`An order has 1 to ${MAX_LINES} lines, got ${input.lines.length}`);
+  }
+  if (input.note !== undefined && input.note !== null && input.note.length > MAX_NOTE_LENGTH) {
+    throw new BadUserInputError(`note must be at most ${MAX_NOTE_LENGTH} characters`);
+  }
+  const requested = new Map<string, number>();
+  input.lines.forEach((line, index) => {
+    const id = requireUuid(line.productId, `lines[${index}].productId`);
+    if (!Number.isInteger(line.quantity) || line.quantity < 1 || line.quantity > MAX_QUANTITY) {
+      throw new BadUserInputError(`lines[${index}].quantity must be from 1 to ${MAX_QUANTITY}, got ${line.quantity}`);
+    }
+    if (requested.has(id)) {
+      throw new BadUserInputError(`Product ${id} appears in more than one line; order it once with the total quantity`);
+    }
+    requested.set(id, line.quantity);
+  });
+  return requested;
+}
