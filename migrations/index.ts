@@ -1,5 +1,6 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261128010000_catalog_and_orders } from './Migration20261128010000_catalog_and_orders';
+import { Migration20261128020000_idempotency_records } from './Migration20261128020000_idempotency_records';
 
 /**
  * Every migration, in order. A new file from `npm run migration:create` is added here; a test
@@ -7,4 +8,5 @@ import { Migration20261128010000_catalog_and_orders } from './Migration202611280
  */
 export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261128010000_catalog_and_orders', class: Migration20261128010000_catalog_and_orders },
+  { name: 'Migration20261128020000_idempotency_records', class: Migration20261128020000_idempotency_records },
 ];

@@ -40,10 +40,13 @@ export abstract class AppError extends Error {
   }
 }
 
-/** Input that breaks a documented rule (length, range, format, mixing currencies...). */
+/**
+ * Input that breaks a documented rule (length, range, format, mixing currencies...). Not a
+ * domain outcome: like a request that never started, it is not stored, so the client may fix
+ * the input and retry with the same key.
+ */
 export class BadUserInputError extends AppError {
   readonly code = ErrorCode.BadUserInput;
-  override readonly domain = true;
 }
 
 export class UnauthenticatedError extends AppError {

@@ -8,6 +8,7 @@ import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedde
 import { migrate, openOrm } from './database/orm';
 import { seedCatalog } from './database/seed';
 import { buildApp } from './http/app';
+import { IdempotencyStore, startPurgeJob } from './idempotency';
 import { createLogger } from './observability/logger';
 
 /** Bootstrap only: config -> database -> migrate -> seed -> http -> signals. */
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let orm: MikroORM | undefined;
   let app: FastifyInstance | undefined;
+  let stopPurge: (() => Promise<void>) | undefined;
   let stopping = false;
 
   const shutdown = async (signal: string, exitCode = 0) => {
@@ -37,6 +39,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     try {
+      await stopPurge?.();
       await app?.close();
       logger.debug('http server closed');
       await orm?.close(true);
@@ -63,12 +66,13 @@ async function main(): Promise<void> {
       databaseUrl = embedded.url;
       logger.info({ dataDir: config.dataDir, databaseUrl }, 'embedded PostgreSQL started');
     }
-    orm = await openOrm({ clientUrl: databaseUrl });
+    orm = await openOrm({ clientUrl: databaseUrl, lockTimeoutMs: config.idempotency.waitMs || undefined });
     const applied = await migrate(orm);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
     const seeded = await seedCatalog(orm.em.fork());
     if (seeded > 0) logger.info({ products: seeded }, 'demo catalog seeded');
 
+    stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger);
     const token = await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
     app = await buildApp({ config, orm, logger, sandbox: { token, exampleProductId: example?.id } });

@@ -22,7 +22,7 @@ export const MAX_STOCK = 1_000_000_000;
 export class CatalogService {
   /** Products ordered by SKU, after the given cursor. */
   async listProducts(em: EntityManager, first: number, after: string | null | undefined): Promise<Page<Product>> {
-    const where = after ? { sku: { $gt: decodeCursor('product', after, 1)[0] as string } } : {};
+    const where = after != null ? { sku: { $gt: decodeCursor('product', after, 1)[0] as string } } : {};
     const rows = await em.find(Product, where, { orderBy: { sku: 'asc' }, limit: first + 1 });
     return { items: rows.slice(0, first), hasNextPage: rows.length > first };
   }

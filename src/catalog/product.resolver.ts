@@ -1,6 +1,7 @@
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import { connectionType, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
+import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
 import type { CatalogService } from './catalog.service';
 import { CreateProductInput, CreateProductPayload } from './product.inputs';
 import { ProductType, toProductView } from './product.type';
@@ -30,12 +31,15 @@ export class ProductResolver {
     return product ? toProductView(product) : null;
   }
 
-  @Mutation(() => CreateProductPayload, { description: 'Adds a product to the catalog (admin only).' })
+  @Mutation(() => CreateProductPayload, { description: 'Adds a product to the catalog (admin only). Idempotent by key.' })
+  @Idempotent()
   async createProduct(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateProductInput, { description: 'The new product.' }) input: CreateProductInput,
+    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    _idempotencyKey: string | null,
   ): Promise<CreateProductPayload> {
-    const product = await ctx.em.transactional((em) => this.catalog.createProduct(em, { ...input }));
+    const product = await this.catalog.createProduct(ctx.em, { ...input });
     return { product: toProductView(product) };
   }
 }

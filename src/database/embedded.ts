@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +52,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     onError: (error) => logger.warn({ postgres: String(error).trim() }, 'embedded postgres'),
   });
 
+  if (isRoot) await ensureTraversable(dataDir, logger);
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     await rm(dataDir, { recursive: true, force: true });
     await mkdir(dataDir, { recursive: true });
@@ -71,6 +72,21 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
     stop: () => pg.stop(),
   };
+}
+
+/**
+ * Under root the server runs as the `postgres` user, which must be able to reach the data
+ * directory: parent folders closed to others (such as /root) get their search bit set.
+ */
+async function ensureTraversable(dataDir: string, logger: Logger): Promise<void> {
+  for (let dir = path.dirname(dataDir); ; dir = path.dirname(dir)) {
+    const { mode } = await stat(dir).catch(() => ({ mode: 0o755 }));
+    if ((mode & 0o001) === 0) {
+      logger.warn({ dir }, 'allowing the postgres user to traverse a parent of DATA_DIR (chmod o+x)');
+      await chmod(dir, mode | 0o001);
+    }
+    if (dir === path.dirname(dir)) return;
+  }
 }
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {

@@ -3,17 +3,23 @@ import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, type Options } from '@mikro-orm/postgresql';
 import { MIGRATIONS } from '../../migrations';
 import { Product } from '../catalog/product.entity';
+import { IdempotencyRecord } from '../idempotency/record.entity';
 import { Order } from '../orders/order.entity';
 import { OrderLine } from '../orders/order-line.entity';
 import { projectRoot } from '../project-root';
 
 /** Every entity the ORM knows; the migrations must agree with them. */
-export const ENTITIES = [Product, Order, OrderLine];
+export const ENTITIES = [Product, Order, OrderLine, IdempotencyRecord];
 
 export interface OrmOptions {
   readonly clientUrl: string;
   /** Largest number of pooled connections. */
   readonly poolSize?: number;
+  /**
+   * Longest wait for any lock, in milliseconds (PostgreSQL `lock_timeout`, set per connection).
+   * It bounds how long a request waits for another process holding the same idempotency key.
+   */
+  readonly lockTimeoutMs?: number;
   /** Called with every SQL statement sent, for statement counting in tests. */
   readonly onQuery?: (sql: string) => void;
 }
@@ -28,6 +34,7 @@ export function createOrmConfig(options: OrmOptions): Options {
     extensions: [Migrator],
     pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
+    driverOptions: options.lockTimeoutMs ? { connection: { options: `-c lock_timeout=${options.lockTimeoutMs}` } } : undefined,
     allowGlobalContext: false,
     ensureDatabase: false,
     debug: false,

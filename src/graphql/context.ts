@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { Viewer } from '../auth/token';
 import type { Product } from '../catalog/product.entity';
 import { productByIdLoader } from '../catalog/product.loaders';
+import type { IdempotencyRequest } from '../idempotency';
 import { linesByOrderIdLoader } from '../orders/order.loaders';
 import type { OrderLine } from '../orders/order-line.entity';
 
@@ -22,6 +23,8 @@ export interface Context {
   /** Lower-cased request headers. */
   readonly headers: Readonly<Record<string, string | undefined>>;
   readonly log: FastifyBaseLogger;
+  /** Idempotency state of this request (key header, markers). */
+  readonly idempotency: IdempotencyRequest;
 }
 
 export function createLoaders(em: EntityManager): Loaders {

@@ -14,6 +14,8 @@ const REQUEST_ERROR_CODES = new Set<string>([
   ApolloServerErrorCode.PERSISTED_QUERY_NOT_FOUND,
   ApolloServerErrorCode.PERSISTED_QUERY_NOT_SUPPORTED,
   ErrorCode.Unauthenticated,
+  // A malformed key in a variable fails coercion before execution.
+  ErrorCode.IdempotencyKeyInvalid,
 ]);
 
 /**

@@ -23,6 +23,7 @@ export const permissions = shield(
       product: allow,
       order: isAuthenticated,
       orders: isAuthenticated,
+      idempotencyRecord: isAuthenticated,
     },
     Mutation: {
       '*': deny,

@@ -5,14 +5,15 @@ import { buildSchemaSync, type ContainerType } from 'type-graphql';
 import { ViewerResolver } from '../auth/viewer.resolver';
 import { CatalogService } from '../catalog/catalog.service';
 import { ProductResolver } from '../catalog/product.resolver';
+import { IdempotencyRecordResolver, IdempotencyStore } from '../idempotency';
 import { OrderLineResolver, OrderResolver } from '../orders/order.resolver';
 import { OrderService } from '../orders/order.service';
 import { permissions } from './permissions';
 
-const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver] as const;
+const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, IdempotencyRecordResolver] as const;
 
 /** The executable schema without permissions: what the SDL is printed from. */
-export function buildBaseSchema(): GraphQLSchema {
+export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()): GraphQLSchema {
   const catalog = new CatalogService();
   const orders = new OrderService();
   const instances = new Map<unknown, unknown>([
@@ -20,6 +21,7 @@ export function buildBaseSchema(): GraphQLSchema {
     [ProductResolver, new ProductResolver(catalog)],
     [OrderResolver, new OrderResolver(orders)],
     [OrderLineResolver, new OrderLineResolver()],
+    [IdempotencyRecordResolver, new IdempotencyRecordResolver(store)],
   ]);
   const container: ContainerType = {
     get: (type) => {
@@ -38,8 +40,8 @@ export function buildBaseSchema(): GraphQLSchema {
 }
 
 /** The schema served: base schema with graphql-shield permissions applied. */
-export function buildSchema(): GraphQLSchema {
-  return applyMiddleware(buildBaseSchema(), permissions);
+export function buildSchema(store?: IdempotencyStore): GraphQLSchema {
+  return applyMiddleware(buildBaseSchema(store), permissions);
 }
 
 /** The SDL clients test against, sorted for stable diffs. */

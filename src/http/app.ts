@@ -11,6 +11,15 @@ import { AppError } from '../errors';
 import { type Context, createLoaders } from '../graphql/context';
 import { createFormatError } from '../graphql/format-error';
 import { buildSchema } from '../graphql/schema';
+import {
+  encryptedCodec,
+  type HandlerConfig,
+  IdempotencyHandler,
+  IdempotencyRequest,
+  IdempotencyStore,
+  idempotencyResponsePlugin,
+  plainCodec,
+} from '../idempotency';
 import { registerHealthRoutes } from './health.routes';
 import { type SandboxOptions, sandboxLandingPage } from './sandbox';
 
@@ -20,6 +29,19 @@ export interface AppOptions {
   readonly logger: Logger;
   /** Development landing page contents; ignored in production. */
   readonly sandbox?: SandboxOptions;
+  /** Replaces the idempotency engine built from the config (tests share one across servers). */
+  readonly idempotency?: IdempotencyHandler;
+}
+
+/** The idempotency engine configured from the environment, with optional overrides. */
+export function createIdempotencyHandler(config: Config, overrides: HandlerConfig = {}): IdempotencyHandler {
+  const { ttlSeconds, waitMs, encryptionKey } = config.idempotency;
+  return new IdempotencyHandler(new IdempotencyStore(), {
+    ttlSeconds,
+    waitMs,
+    codec: encryptionKey ? encryptedCodec(encryptionKey) : plainCodec,
+    ...overrides,
+  });
 }
 
 /** Maximum request body, in bytes. */
@@ -34,11 +56,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
   });
   const production = config.nodeEnv === 'production';
+  const store = new IdempotencyStore();
+  const idempotency = options.idempotency ?? createIdempotencyHandler(config, { logger });
   const plugins: ApolloServerPlugin<Context>[] = [
     production ? ApolloServerPluginLandingPageDisabled() : sandboxLandingPage(options.sandbox),
+    idempotencyResponsePlugin<Context>(),
   ];
   const apollo = new ApolloServer<Context>({
-    schema: buildSchema(),
+    schema: buildSchema(store),
     plugins,
     introspection: !production,
     includeStacktraceInErrorResponses: false,
@@ -52,7 +77,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.route({
     url: '/graphql',
     method: ['GET', 'POST', 'OPTIONS'],
-    handler: fastifyApolloHandler(apollo, { context: (request) => createContext(request, orm, config) }),
+    handler: fastifyApolloHandler(apollo, { context: (request) => createContext(request, orm, config, idempotency) }),
   });
   registerHealthRoutes(app, orm);
   // app.close() drains HTTP itself (in-flight requests finish); Apollo stops after it.
@@ -62,7 +87,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   return app;
 }
 
-async function createContext(request: FastifyRequest, orm: MikroORM, config: Config): Promise<Context> {
+async function createContext(request: FastifyRequest, orm: MikroORM, config: Config, idempotency: IdempotencyHandler): Promise<Context> {
   let viewer = null;
   try {
     const token = bearerToken(request.headers.authorization);
@@ -80,5 +105,11 @@ async function createContext(request: FastifyRequest, orm: MikroORM, config: Con
     loaders: createLoaders(em),
     headers: request.headers as Record<string, string | undefined>,
     log: request.log,
+    idempotency: new IdempotencyRequest(idempotency, viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
   };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  // Repeated headers are joined, which no valid key matches: the request is rejected as invalid.
+  return Array.isArray(value) ? value.join(', ') : value;
 }

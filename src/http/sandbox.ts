@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 
@@ -33,7 +34,8 @@ query Products {
 
 /** The Apollo Sandbox landing page, pre-filled with an example operation and a token. */
 export function sandboxLandingPage(options: SandboxOptions = {}): ApolloServerPlugin {
-  const headers: Record<string, string> = {};
+  // One key per server start: running the example twice shows the replay of the first run.
+  const headers: Record<string, string> = { 'Idempotency-Key': `sandbox-${randomUUID()}` };
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
   return ApolloServerPluginLandingPageLocalDefault({
     embed: { runTelemetry: false, initialState: { pollForSchemaUpdates: false } },

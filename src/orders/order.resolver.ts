@@ -3,6 +3,7 @@ import { ProductType, toProductView } from '../catalog/product.type';
 import { UnauthenticatedError } from '../errors';
 import { connectionType, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
+import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
 import { CancelOrderInput, CancelOrderPayload, CreateOrderInput, CreateOrderPayload } from './order.inputs';
 import type { OrderService } from './order.service';
 import { OrderLineType, OrderType, toOrderLineView, toOrderView } from './order.type';
@@ -36,23 +37,29 @@ export class OrderResolver {
     );
   }
 
-  @Mutation(() => CreateOrderPayload, { description: 'Places an order and reserves its stock.' })
+  @Mutation(() => CreateOrderPayload, { description: 'Places an order and reserves its stock. Idempotent by key.' })
+  @Idempotent()
   async createOrder(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateOrderInput, { description: 'Lines and an optional note.' }) input: CreateOrderInput,
+    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    _idempotencyKey: string | null,
   ): Promise<CreateOrderPayload> {
     const viewer = viewerOf(ctx);
-    const placed = await ctx.em.transactional((em) => this.service.placeOrder(em, viewer.id, input));
+    const placed = await this.service.placeOrder(ctx.em, viewer.id, input);
     return { order: toOrderView(placed.order, placed.lines, placed.products) };
   }
 
-  @Mutation(() => CancelOrderPayload, { description: 'Cancels a PLACED order and returns its stock.' })
+  @Mutation(() => CancelOrderPayload, { description: 'Cancels a PLACED order and returns its stock. Idempotent by key.' })
+  @Idempotent()
   async cancelOrder(
     @Ctx() ctx: Context,
     @Arg('input', () => CancelOrderInput, { description: 'The order to cancel.' }) input: CancelOrderInput,
+    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
+    _idempotencyKey: string | null,
   ): Promise<CancelOrderPayload> {
     const viewer = viewerOf(ctx);
-    const cancelled = await ctx.em.transactional((em) => this.service.cancelOrder(em, viewer, input.orderId));
+    const cancelled = await this.service.cancelOrder(ctx.em, viewer, input.orderId);
     return { order: toOrderView(cancelled.order, cancelled.lines, cancelled.products) };
   }
 

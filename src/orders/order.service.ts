@@ -123,7 +123,7 @@ export class OrderService {
   /** The viewer's orders, newest first. */
   async listOrders(em: EntityManager, userId: string, first: number, after: string | null | undefined): Promise<Page<Order>> {
     let where: object = { userId };
-    if (after) {
+    if (after != null) {
       const [createdAt, id] = decodeCursor('order', after, 2) as [string, string];
       const at = new Date(createdAt);
       if (Number.isNaN(at.getTime())) throw new BadUserInputError('Invalid cursor', { argument: 'after' });

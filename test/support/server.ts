@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
@@ -5,7 +6,7 @@ import { signToken } from '../../src/auth/token';
 import { type Config, loadConfig } from '../../src/config';
 import { migrate, openOrm } from '../../src/database/orm';
 import { seedCatalog } from '../../src/database/seed';
-import { buildApp } from '../../src/http/app';
+import { buildApp, createIdempotencyHandler } from '../../src/http/app';
 import { createTestDatabase, dropTestDatabase } from './database';
 
 export interface GraphQLResponse<T = Record<string, unknown>> {
@@ -31,7 +32,7 @@ export interface TestServer {
   gql<T = Record<string, unknown>>(
     query: string,
     variables?: Record<string, unknown>,
-    options?: { token?: string; headers?: Record<string, string> },
+    options?: { token?: string; headers?: Record<string, string>; autoKey?: boolean },
   ): Promise<GraphQLResponse<T>>;
   close(): Promise<void>;
 }
@@ -41,18 +42,27 @@ export interface TestServerOptions {
   readonly env?: Record<string, string>;
   /** Seed the demo catalog (default true). */
   readonly seed?: boolean;
+  /** Size of the engine's in-memory replay cache (default: the engine's); 0 makes every replay read the database. */
+  readonly cacheSize?: number;
+  /** An existing database to serve instead of a fresh one (it is not dropped on close). */
+  readonly databaseUrl?: string;
 }
 
 /** Starts the real HTTP server on a fresh database of its own, listening on a free port. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const databaseUrl = await createTestDatabase();
+  const databaseUrl = options.databaseUrl ?? (await createTestDatabase());
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...options.env, DATABASE_URL: databaseUrl });
   const statements: string[] = [];
-  const orm = await openOrm({ clientUrl: databaseUrl, onQuery: (sql) => statements.push(sql) });
+  const orm = await openOrm({
+    clientUrl: databaseUrl,
+    lockTimeoutMs: config.idempotency.waitMs || undefined,
+    onQuery: (sql) => statements.push(sql),
+  });
   await migrate(orm);
   if (options.seed ?? true) await seedCatalog(orm.em.fork());
   const logger = pino({ level: config.logLevel });
-  const app = await buildApp({ config, orm, logger });
+  const idempotency = options.cacheSize === undefined ? undefined : createIdempotencyHandler(config, { cacheSize: options.cacheSize });
+  const app = await buildApp({ config, orm, logger, idempotency });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
@@ -72,6 +82,11 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       signToken({ id: sub, roles: tokenOptions.admin ? ['admin'] : [] }, config.jwtSecret, tokenOptions.expiresIn ?? '1h'),
     gql: async (query, variables, requestOptions = {}) => {
       const headers: Record<string, string> = { 'content-type': 'application/json', ...requestOptions.headers };
+      // Mutations are idempotent and need a key: unless a test manages keys itself, each request
+      // gets a fresh Idempotency-Key header, which operations without idempotent fields ignore.
+      if ((requestOptions.autoKey ?? true) && !Object.keys(headers).some((name) => name.toLowerCase() === 'idempotency-key')) {
+        headers['idempotency-key'] = randomUUID();
+      }
       if (requestOptions.token) headers.authorization = `Bearer ${requestOptions.token}`;
       const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
       return { status: response.status, headers: response.headers, body: (await response.json()) as GraphQLResponse<never>['body'] };
@@ -79,7 +94,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     close: async () => {
       await app.close();
       await orm.close(true);
-      await dropTestDatabase(databaseUrl);
+      if (!options.databaseUrl) await dropTestDatabase(databaseUrl);
     },
   };
 }

@@ -1,0 +1,246 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
+import { AppError, type ErrorCode } from '../errors';
+import { ExpiringLruCache } from './cache';
+import { plainCodec, type ResultCodec, type StoredResult } from './codec';
+import { fingerprint } from './fingerprint';
+import { IdempotencyKeyReusedError, IdempotencyRequestInProgressError } from './idempotency.errors';
+import { Outcome } from './record.entity';
+import type { IdempotencyStore, RecordRow } from './record.store';
+
+/** What `extensions.idempotency` reports for one idempotent field. */
+export interface IdempotencyMarker {
+  readonly path: readonly (string | number)[];
+  readonly key: string;
+  readonly replayed: boolean;
+  readonly firstExecutedAt: string;
+  readonly expiresAt: string;
+}
+
+/** Engine settings; every field has a default. */
+export interface HandlerConfig {
+  /** How long an outcome is kept and replayed. Default 86400 s. */
+  readonly ttlSeconds?: number;
+  /** How long a duplicate waits for an in-flight first request. Default 10000 ms. */
+  readonly waitMs?: number;
+  /** Plain JSONB or AES-256-GCM. Default plain. */
+  readonly codec?: ResultCodec;
+  /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
+  readonly cacheSize?: number;
+  readonly logger?: Logger;
+}
+
+/** One call of an idempotent field. */
+export interface Execution<T> {
+  /** The mutation field, e.g. `createOrder`. */
+  readonly operation: string;
+  /** Coerced field arguments without the key. */
+  readonly args: Readonly<Record<string, unknown>>;
+  /** Whose record this is (the user id). */
+  readonly scope: string;
+  /** A validated key. */
+  readonly key: string;
+  /** Response path of the field, for the marker. */
+  readonly path: readonly (string | number)[];
+  /** The request's EntityManager; the handler opens its transaction on it. */
+  readonly em: EntityManager;
+  /** Per-mutation TTL, overriding the engine's. */
+  readonly ttlSeconds?: number;
+  /** Runs the mutation with the transaction's EntityManager and returns plain payload data. */
+  readonly run: (em: EntityManager) => Promise<T>;
+}
+
+/** The outcome handed back to the field: the payload and its marker. */
+export interface Completed {
+  readonly value: unknown;
+  readonly marker: IdempotencyMarker;
+}
+
+/** A stored domain failure replayed (or just stored), carrying its marker. */
+export class IdempotentFailure extends AppError {
+  override readonly domain = true;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    details: Record<string, unknown>,
+    readonly marker: IdempotencyMarker,
+  ) {
+    super(message, details);
+  }
+}
+
+/** Signals that another transaction committed a live record for the key first. */
+class LostRace extends Error {}
+
+/**
+ * The lifecycle of an idempotent mutation: lookup, coalescing of duplicates, execution in one
+ * transaction with the record, replay.
+ *
+ * Statements per path (beyond the mutation's own):
+ * - replay from this process's cache: 0;
+ * - replay otherwise: 1 (a primary-key read, no write, no transaction);
+ * - first execution: 2 (that read, and the record insert inside the mutation's transaction);
+ * - stored domain failure: 2 (the read, and the record insert after the rollback).
+ *
+ * Duplicates in one process wait on the first request's promise, not in the database, so they
+ * hold no connection. Across processes the primary key on (user, key) arbitrates: a second
+ * writer blocks until the first commits, finds the key taken, rolls back and replays.
+ */
+export class IdempotencyHandler {
+  private readonly ttlSeconds: number;
+  private readonly waitMs: number;
+  private readonly codec: ResultCodec;
+  private readonly cache: ExpiringLruCache<RecordRow>;
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly store: IdempotencyStore,
+    config: HandlerConfig = {},
+  ) {
+    this.ttlSeconds = config.ttlSeconds ?? 86_400;
+    this.waitMs = config.waitMs ?? 10_000;
+    this.codec = config.codec ?? plainCodec;
+    this.cache = new ExpiringLruCache(config.cacheSize ?? 10_000);
+  }
+
+  /** Executes once per (scope, key) or replays; throws the replayed or stored failure. */
+  async execute<T>(execution: Execution<T>): Promise<Completed> {
+    const print = fingerprint(execution.operation, execution.args);
+    const slot = `${execution.scope}\u0000${execution.key}`;
+    const deadline = Date.now() + this.waitMs;
+    for (;;) {
+      const cached = this.cache.get(slot);
+      if (cached) return this.replay(cached, execution, print);
+      const running = this.inFlight.get(slot);
+      if (running) {
+        await this.waitFor(running, deadline, execution.key);
+        continue;
+      }
+      const attempt = this.lead(execution, print, slot);
+      const settled = attempt.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.inFlight.set(slot, settled);
+      try {
+        return await attempt;
+      } finally {
+        this.inFlight.delete(slot);
+      }
+    }
+  }
+
+  private async lead<T>(execution: Execution<T>, print: Buffer, slot: string): Promise<Completed> {
+    const existing = await this.store.findLive(execution.em, execution.scope, execution.key);
+    if (existing) return this.remember(slot, existing, execution, print);
+
+    const ttlSeconds = execution.ttlSeconds ?? this.ttlSeconds;
+    let failure: AppError | undefined;
+    let stored: RecordRow | null = null;
+    let payload: unknown;
+    try {
+      stored = await execution.em.transactional(async (tx) => {
+        payload = snapshot(await execution.run(tx));
+        const row = await this.insert(tx, execution, print, ttlSeconds, { kind: 'payload', payload });
+        if (!row) throw new LostRace();
+        return row;
+      });
+    } catch (error) {
+      if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
+        failure = error;
+      } else if (!(error instanceof LostRace)) {
+        throw error;
+      }
+    }
+    if (failure) {
+      // The mutation's writes are rolled back; the failure is recorded on its own.
+      stored = await this.insert(execution.em, execution, print, ttlSeconds, {
+        kind: 'error',
+        code: failure.code,
+        message: failure.message,
+        details: { ...failure.details },
+      });
+    }
+    if (!stored) {
+      const winner = await this.store.findLive(execution.em, execution.scope, execution.key);
+      if (!winner) throw new IdempotencyRequestInProgressError(execution.key, this.retryAfterSeconds());
+      return this.remember(slot, winner, execution, print);
+    }
+    this.cache.set(slot, stored);
+    const marker = markerOf(stored, execution, false);
+    if (failure) throw new IdempotentFailure(failure.code, failure.message, { ...failure.details }, marker);
+    return { value: payload, marker };
+  }
+
+  private async insert<T>(em: EntityManager, execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult) {
+    try {
+      return await this.store.insert(em, {
+        userId: execution.scope,
+        key: execution.key,
+        operation: execution.operation,
+        fingerprint: print,
+        outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
+        result: this.codec.encode(result, associatedData(execution.scope, execution.key, print)),
+        ttlSeconds,
+      });
+    } catch (error) {
+      // Another process holds the key in an open transaction for longer than lock_timeout.
+      if ((error as { code?: string }).code === '55P03') {
+        throw new IdempotencyRequestInProgressError(execution.key, this.retryAfterSeconds());
+      }
+      throw error;
+    }
+  }
+
+  private remember<T>(slot: string, row: RecordRow, execution: Execution<T>, print: Buffer): Completed {
+    this.cache.set(slot, row);
+    return this.replay(row, execution, print);
+  }
+
+  private replay<T>(row: RecordRow, execution: Execution<T>, print: Buffer): Completed {
+    if (row.operation !== execution.operation || !row.fingerprint.equals(print)) {
+      throw new IdempotencyKeyReusedError(execution.key);
+    }
+    const result = this.codec.decode(row.result, associatedData(row.userId, row.key, row.fingerprint));
+    const marker = markerOf(row, execution, true);
+    if (result.kind === 'error') {
+      throw new IdempotentFailure(result.code as ErrorCode, result.message, result.details, marker);
+    }
+    return { value: result.payload, marker };
+  }
+
+  private async waitFor(running: Promise<unknown>, deadline: number, key: string): Promise<void> {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new IdempotencyRequestInProgressError(key, this.retryAfterSeconds());
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), remaining);
+    });
+    const winner = await Promise.race([running.then(() => 'done' as const), timedOut]);
+    clearTimeout(timer);
+    if (winner === 'timeout') throw new IdempotencyRequestInProgressError(key, this.retryAfterSeconds());
+  }
+
+  private retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.waitMs / 1000));
+  }
+}
+
+/** The payload as plain JSON data: what a replay will return, so both answers are identical. */
+function snapshot(value: unknown): unknown {
+  return value === undefined ? null : JSON.parse(JSON.stringify(value));
+}
+
+function associatedData(scope: string, key: string, print: Buffer): string {
+  return `${scope}\u0000${key}\u0000${print.toString('hex')}`;
+}
+
+function markerOf<T>(row: RecordRow, execution: Execution<T>, replayed: boolean): IdempotencyMarker {
+  return {
+    path: execution.path,
+    key: execution.key,
+    replayed,
+    firstExecutedAt: row.createdAt.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+  };
+}

@@ -1,0 +1,38 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from 'pino';
+import type { IdempotencyStore } from './record.store';
+
+/** Rows deleted per statement: one short transaction each, so live traffic never waits long. */
+export const PURGE_BATCH_SIZE = 5_000;
+
+/** Deletes every expired record in bounded batches; returns how many were deleted. */
+export async function purgeExpired(orm: MikroORM, store: IdempotencyStore, batchSize = PURGE_BATCH_SIZE): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await store.purgeExpiredBatch(orm.em.fork(), batchSize);
+    total += deleted;
+    if (deleted < batchSize) return total;
+  }
+}
+
+/** Runs {@link purgeExpired} every `intervalSeconds` (0: never); returns a function that stops it. */
+export function startPurgeJob(orm: MikroORM, store: IdempotencyStore, intervalSeconds: number, logger: Logger): () => Promise<void> {
+  if (intervalSeconds <= 0) return async () => {};
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = purgeExpired(orm, store)
+      .then((deleted) => {
+        if (deleted > 0) logger.info({ deleted }, 'purged expired idempotency records');
+      })
+      .catch((error: unknown) => logger.warn({ err: error }, 'idempotency purge failed; will retry'))
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalSeconds * 1000);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}

@@ -1,0 +1,98 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Outcome } from './record.entity';
+
+/** A record as read from or written to the database. */
+export interface RecordRow {
+  readonly userId: string;
+  readonly key: string;
+  readonly operation: string;
+  readonly fingerprint: Buffer;
+  readonly outcome: Outcome;
+  /** The codec's JSON form of the stored result. */
+  readonly result: unknown;
+  readonly createdAt: Date;
+  readonly expiresAt: Date;
+}
+
+export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & { readonly ttlSeconds: number };
+
+interface Row {
+  operation: string;
+  fingerprint: Buffer;
+  outcome: Outcome;
+  result: unknown;
+  created_at: Date;
+  expires_at: Date;
+}
+
+/**
+ * Storage of idempotency records, as single SQL statements through MikroORM's connection (the
+ * hot path needs exact control of round trips). Times come from the database clock, so every
+ * process agrees on expiry.
+ */
+export class IdempotencyStore {
+  /** The live record of (user, key), or null: one primary-key read. */
+  async findLive(em: EntityManager, userId: string, key: string): Promise<RecordRow | null> {
+    const rows = await em.execute<Row[]>(
+      `select operation, fingerprint, outcome, result, created_at, expires_at
+         from idempotency_records
+        where user_id = ? and key = ? and expires_at > now()`,
+      [userId, key],
+    );
+    const row = rows[0];
+    return row ? toRecord(userId, key, row) : null;
+  }
+
+  /**
+   * Writes a finished record, replacing an expired one. Returns the stored row, or null when a
+   * live record already holds the key. When another transaction is writing the same key, the
+   * statement waits for it (bounded by the connection's lock_timeout).
+   */
+  async insert(em: EntityManager, record: NewRecord): Promise<RecordRow | null> {
+    const rows = await em.execute<Row[]>(
+      `insert into idempotency_records as r
+              (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+       values (?, ?, ?, ?, ?, ?::jsonb, now(), now() + make_interval(secs => ?))
+       on conflict (user_id, key) do update
+          set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
+              result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
+        where r.expires_at <= now()
+       returning operation, fingerprint, outcome, result, created_at, expires_at`,
+      [record.userId, record.key, record.operation, record.fingerprint, record.outcome, JSON.stringify(record.result), record.ttlSeconds],
+    );
+    const row = rows[0];
+    return row ? toRecord(record.userId, record.key, row) : null;
+  }
+
+  /** Deletes up to `batchSize` expired records, oldest first; returns how many were deleted. */
+  async purgeExpiredBatch(em: EntityManager, batchSize: number): Promise<number> {
+    const rows = await em.execute<{ deleted: string }[]>(
+      `with expired as (
+         select user_id, key from idempotency_records
+          where expires_at <= now()
+          order by expires_at
+          limit ?
+            for update skip locked)
+       , gone as (
+         delete from idempotency_records r using expired e
+          where r.user_id = e.user_id and r.key = e.key
+         returning 1)
+       select count(*) as deleted from gone`,
+      [batchSize],
+    );
+    return Number(rows[0]?.deleted ?? 0);
+  }
+}
+
+function toRecord(userId: string, key: string, row: Row): RecordRow {
+  return {
+    userId,
+    key,
+    operation: row.operation,
+    fingerprint: row.fingerprint,
+    outcome: row.outcome,
+    result: row.result,
+    createdAt: new Date(row.created_at),
+    expiresAt: new Date(row.expires_at),
+  };
+}

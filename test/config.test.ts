@@ -1,0 +1,219 @@
+import path from 'node:path';
+import { ConfigError, DEVELOPMENT_JWT_SECRET, loadConfig } from '../src/config';
+
+const CWD = path.resolve('/srv/orders');
+const SECRET = 'a-production-secret-of-at-least-32-bytes';
+const KEY = Buffer.alloc(32, 7);
+
+/** Runs loadConfig and returns the ConfigError it throws; fails the test when it throws nothing or something else. */
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env, CWD);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`expected a ConfigError for ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  describe('defaults', () => {
+    it('uses the documented default for every variable when the environment is empty', () => {
+      expect(loadConfig({}, CWD)).toEqual({
+        nodeEnv: 'development',
+        port: 4000,
+        host: '127.0.0.1',
+        databaseUrl: undefined,
+        dataDir: path.join(CWD, '.data'),
+        embeddedPgPort: 0,
+        jwtSecret: DEVELOPMENT_JWT_SECRET,
+        jwtSecretIsDefault: true,
+        idempotency: { ttlSeconds: 86_400, waitMs: 10_000, purgeIntervalSeconds: 300, encryptionKey: undefined },
+        logLevel: 'info',
+      });
+    });
+
+    it('treats empty strings as unset', () => {
+      const empty = Object.fromEntries(
+        [
+          'NODE_ENV',
+          'PORT',
+          'HOST',
+          'DATABASE_URL',
+          'DATA_DIR',
+          'EMBEDDED_PG_PORT',
+          'JWT_SECRET',
+          'IDEMPOTENCY_TTL_SECONDS',
+          'IDEMPOTENCY_WAIT_MS',
+          'IDEMPOTENCY_PURGE_INTERVAL_SECONDS',
+          'IDEMPOTENCY_ENCRYPTION_KEY',
+          'LOG_LEVEL',
+        ].map((name) => [name, '']),
+      );
+      expect(loadConfig(empty, CWD)).toEqual(loadConfig({}, CWD));
+    });
+
+    it('reads only the environment it is given, not process.env', () => {
+      const saved = process.env.PORT;
+      process.env.PORT = '1234';
+      try {
+        expect(loadConfig({}, CWD).port).toBe(4000);
+      } finally {
+        if (saved === undefined) delete process.env.PORT;
+        else process.env.PORT = saved;
+      }
+    });
+
+    it('reads every variable when set', () => {
+      const config = loadConfig(
+        {
+          NODE_ENV: 'production',
+          PORT: '8080',
+          HOST: '0.0.0.0',
+          DATABASE_URL: 'postgres://orders:secret@db:5432/orders',
+          DATA_DIR: '/var/lib/orders',
+          EMBEDDED_PG_PORT: '5433',
+          JWT_SECRET: SECRET,
+          IDEMPOTENCY_TTL_SECONDS: '3600',
+          IDEMPOTENCY_WAIT_MS: '2500',
+          IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
+          IDEMPOTENCY_ENCRYPTION_KEY: KEY.toString('base64'),
+          LOG_LEVEL: 'warn',
+        },
+        CWD,
+      );
+      expect(config).toEqual({
+        nodeEnv: 'production',
+        port: 8080,
+        host: '0.0.0.0',
+        databaseUrl: 'postgres://orders:secret@db:5432/orders',
+        dataDir: path.resolve('/var/lib/orders'),
+        embeddedPgPort: 5433,
+        jwtSecret: SECRET,
+        jwtSecretIsDefault: false,
+        idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY },
+        logLevel: 'warn',
+      });
+    });
+  });
+
+  describe('ports', () => {
+    it('rejects a PORT that is not a number, naming PORT and the value', () => {
+      const error = configError({ PORT: 'abc' });
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error.variable).toBe('PORT');
+      expect(error.message).toContain('PORT');
+      expect(error.message).toContain('abc');
+    });
+
+    it.each(['-1', '1.5', '4e3', '0x10', ' 4000', '4000 '])('rejects PORT=%j as not a whole number', (value) => {
+      expect(configError({ PORT: value }).variable).toBe('PORT');
+    });
+
+    it.each(['65536', '70000', '99999999999999999999'])('rejects the out-of-range PORT=%s', (value) => {
+      const error = configError({ PORT: value });
+      expect(error.variable).toBe('PORT');
+      expect(error.message).toMatch(/between/);
+    });
+
+    it('accepts the highest port', () => {
+      expect(loadConfig({ PORT: '65535' }, CWD).port).toBe(65535);
+    });
+
+    it.each(['abc', '65536'])('rejects EMBEDDED_PG_PORT=%s', (value) => {
+      expect(configError({ EMBEDDED_PG_PORT: value }).variable).toBe('EMBEDDED_PG_PORT');
+    });
+  });
+
+  describe('JWT_SECRET', () => {
+    it('is required when NODE_ENV=production', () => {
+      const error = configError({ NODE_ENV: 'production' });
+      expect(error.variable).toBe('JWT_SECRET');
+      expect(error.message).toMatch(/required/);
+    });
+
+    it('is accepted in production when set', () => {
+      const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD);
+      expect(config.jwtSecret).toBe(SECRET);
+      expect(config.jwtSecretIsDefault).toBe(false);
+    });
+
+    it.each(['development', 'production', 'test'])('rejects a secret shorter than 32 bytes with NODE_ENV=%s', (nodeEnv) => {
+      const error = configError({ NODE_ENV: nodeEnv, JWT_SECRET: 'x'.repeat(31) });
+      expect(error.variable).toBe('JWT_SECRET');
+    });
+
+    it('accepts a secret of exactly 32 bytes', () => {
+      expect(loadConfig({ JWT_SECRET: 'x'.repeat(32) }, CWD).jwtSecret).toBe('x'.repeat(32));
+    });
+  });
+
+  describe('DATABASE_URL', () => {
+    it.each(['postgres://user:pass@localhost:5432/orders', 'postgresql://user:pass@db/orders'])('accepts %s', (url) => {
+      expect(loadConfig({ DATABASE_URL: url }, CWD).databaseUrl).toBe(url);
+    });
+
+    it.each([
+      ['another scheme', 'mysql://user:pass@localhost:3306/orders'],
+      ['no database name', 'postgres://user:pass@localhost:5432'],
+      ['an empty database name', 'postgres://user:pass@localhost:5432/'],
+      ['not a URL', 'localhost:5432/orders'],
+      ['plain text', 'orders'],
+    ])('rejects %s', (_case, url) => {
+      expect(configError({ DATABASE_URL: url }).variable).toBe('DATABASE_URL');
+    });
+  });
+
+  describe('IDEMPOTENCY_ENCRYPTION_KEY', () => {
+    it('decodes a base64 key of 32 bytes', () => {
+      expect(loadConfig({ IDEMPOTENCY_ENCRYPTION_KEY: KEY.toString('base64') }, CWD).idempotency.encryptionKey).toEqual(KEY);
+    });
+
+    it.each([
+      ['16 bytes', Buffer.alloc(16, 1).toString('base64')],
+      ['33 bytes', Buffer.alloc(33, 1).toString('base64')],
+      ['not base64', 'not a base64 key, not even close!!'],
+      ['hex of 32 bytes', Buffer.alloc(32, 1).toString('hex')],
+    ])('rejects %s', (_case, value) => {
+      expect(configError({ IDEMPOTENCY_ENCRYPTION_KEY: value }).variable).toBe('IDEMPOTENCY_ENCRYPTION_KEY');
+    });
+  });
+
+  describe('idempotency timings', () => {
+    it.each([
+      ['IDEMPOTENCY_TTL_SECONDS', '0'],
+      ['IDEMPOTENCY_TTL_SECONDS', 'one day'],
+      ['IDEMPOTENCY_WAIT_MS', '-5'],
+      ['IDEMPOTENCY_PURGE_INTERVAL_SECONDS', '5m'],
+    ])('rejects %s=%s', (name, value) => {
+      expect(configError({ [name]: value }).variable).toBe(name);
+    });
+  });
+
+  describe('enumerations', () => {
+    it.each(['verbose', 'INFO'])('rejects LOG_LEVEL=%s', (value) => {
+      const error = configError({ LOG_LEVEL: value });
+      expect(error.variable).toBe('LOG_LEVEL');
+      expect(error.message).toContain(value);
+    });
+
+    it.each(['staging', 'prod'])('rejects NODE_ENV=%s', (value) => {
+      expect(configError({ NODE_ENV: value }).variable).toBe('NODE_ENV');
+    });
+
+    it.each(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])('accepts LOG_LEVEL=%s', (level) => {
+      expect(loadConfig({ LOG_LEVEL: level }, CWD).logLevel).toBe(level);
+    });
+  });
+
+  describe('DATA_DIR', () => {
+    it('resolves a relative directory against the working directory', () => {
+      expect(loadConfig({ DATA_DIR: 'var/db' }, CWD).dataDir).toBe(path.join(CWD, 'var', 'db'));
+      expect(loadConfig({ DATA_DIR: '../shared' }, CWD).dataDir).toBe(path.resolve(CWD, '..', 'shared'));
+    });
+
+    it('keeps an absolute directory as is', () => {
+      expect(loadConfig({ DATA_DIR: path.resolve('/data/pg') }, path.resolve('/elsewhere')).dataDir).toBe(path.resolve('/data/pg'));
+    });
+  });
+});

@@ -1,0 +1,302 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestDatabase, dropTestDatabase } from './support/database';
+
+// The real entry point, built by `npm run build` (npm test's pretest).
+const MAIN = path.resolve(__dirname, '..', 'dist', 'src', 'main.js');
+const READY_TIMEOUT_MS = 45_000;
+const EXIT_TIMEOUT_MS = 20_000;
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** A server process spawned by this file, with what it printed so far. */
+interface ServerProcess {
+  readonly child: ChildProcess;
+  readonly output: { stdout: string; stderr: string };
+  /** Settles when the process has exited. */
+  readonly exited: Promise<Exit>;
+  /** Settles when the process has exited and its stdout and stderr are drained. */
+  readonly closed: Promise<Exit>;
+}
+
+interface Ready {
+  readonly url: string;
+  readonly token: string | undefined;
+}
+
+interface ProductNode {
+  id: string;
+  currency: string;
+  stock: number;
+}
+
+const running = new Set<ServerProcess>();
+let workDir: string;
+
+/** Only what a shell would hand the server: no NODE_ENV=test, DATABASE_URL or secrets of the test run. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = { LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1' };
+  for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+function spawnServer(env: Record<string, string>): ServerProcess {
+  const child = spawn(process.execPath, [MAIN], { cwd: workDir, env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stderr += chunk;
+  });
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const closed = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  const server = { child, output, exited, closed };
+  running.add(server);
+  void exited.then(() => running.delete(server));
+  return server;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function logLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Waits for the readiness log line (and, outside production, the printed token). */
+async function waitForReady(server: ServerProcess, expectToken = true): Promise<Ready> {
+  const ready = new Promise<Ready>((resolve, reject) => {
+    const check = () => {
+      const line = logLines(server.output.stdout).find((entry) => entry.msg === 'GraphQL API ready');
+      const token = /Development token[^\n]*\n(\S+)\n/.exec(server.output.stdout)?.[1];
+      if (line && typeof line.url === 'string' && (token || !expectToken)) {
+        server.child.stdout?.off('data', check);
+        resolve({ url: line.url, token });
+      }
+    };
+    server.child.stdout?.on('data', check);
+    check();
+    void server.exited.then((exit) =>
+      reject(new Error(`server exited (${JSON.stringify(exit)}) before it was ready:\n${server.output.stdout}\n${server.output.stderr}`)),
+    );
+  });
+  return withTimeout(ready, READY_TIMEOUT_MS, 'the server to be ready');
+}
+
+async function stop(server: ServerProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> {
+  if (server.child.pid !== undefined && server.child.exitCode === null && server.child.signalCode === null) {
+    process.kill(server.child.pid, signal);
+  }
+  return withTimeout(server.exited, EXIT_TIMEOUT_MS, `the server to exit on ${signal}`);
+}
+
+async function gql<T>(url: string, query: string, token?: string): Promise<{ data?: T; errors?: unknown[] }> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ query }) });
+  return (await response.json()) as { data?: T; errors?: unknown[] };
+}
+
+async function products(url: string): Promise<ProductNode[]> {
+  const result = await gql<{ products: { edges: { node: ProductNode }[] } }>(
+    url,
+    '{ products(first: 100) { edges { node { id currency stock } } } }',
+  );
+  expect(result.errors).toBeUndefined();
+  return result.data?.products.edges.map((edge) => edge.node) ?? [];
+}
+
+/** A process that is running (a zombie has finished: only its exit status is left). */
+async function isRunning(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Pids of running processes whose command line names the data directory (the postmaster's `-D dir`). */
+async function processesNaming(dataDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0');
+      if (args.includes(dataDir) && (await isRunning(Number(entry)))) pids.push(Number(entry));
+    } catch {
+      // The process ended while the list was read.
+    }
+  }
+  return pids;
+}
+
+async function postmasterPid(dataDir: string): Promise<number | undefined> {
+  try {
+    const pid = Number.parseInt((await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0] ?? '', 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stops a PostgreSQL left behind in the data directory: only the pid its own lock file names. */
+async function stopLeftoverPostgres(dataDir: string): Promise<void> {
+  const pid = await postmasterPid(dataDir);
+  if (pid === undefined || !(await isRunning(pid))) return;
+  const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  if (!args.includes(dataDir)) return;
+  process.kill(pid, 'SIGINT');
+  const deadline = Date.now() + 10_000;
+  while ((await isRunning(pid)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+async function expectNoPostgresFor(dataDir: string): Promise<void> {
+  expect(await processesNaming(dataDir)).toEqual([]);
+  const pid = await postmasterPid(dataDir);
+  if (pid !== undefined) expect(await isRunning(pid)).toBe(false);
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(path.join(os.tmpdir(), 'orders-startup-'));
+  // Run as root, the embedded server runs as the `postgres` user, which must reach DATA_DIR.
+  await chmod(workDir, 0o755);
+});
+
+afterAll(async () => {
+  for (const server of running) {
+    if (server.child.pid !== undefined) process.kill(server.child.pid, 'SIGKILL');
+  }
+  for (const entry of await readdir(workDir)) await stopLeftoverPostgres(path.join(workDir, entry));
+  await rm(workDir, { recursive: true, force: true });
+});
+
+describe('server start-up with an embedded PostgreSQL', () => {
+  let dataDir: string;
+  let firstProductIds: string[] = [];
+
+  beforeAll(() => {
+    dataDir = path.join(workDir, 'data');
+  });
+
+  it('initialises an empty DATA_DIR, seeds the demo catalog, prints a working token and stops cleanly on SIGTERM', async () => {
+    expect(existsSync(dataDir)).toBe(false);
+    const server = spawnServer({ DATA_DIR: dataDir });
+    const { url, token } = await waitForReady(server);
+    expect(server.output.stdout).toContain(`GraphQL API: ${url}`);
+
+    const catalog = await products(url);
+    expect(catalog.length).toBeGreaterThanOrEqual(12);
+    for (const product of catalog) {
+      expect(product.currency).toBe('USD');
+      expect(product.stock).toBeGreaterThanOrEqual(100);
+    }
+    firstProductIds = catalog.map((product) => product.id).sort();
+
+    const viewer = await gql<{ viewer: { id: string } | null }>(url, '{ viewer { id } }', token);
+    expect(viewer.errors).toBeUndefined();
+    expect(viewer.data?.viewer?.id).toEqual(expect.any(String));
+    expect(await postmasterPid(dataDir)).toBeDefined();
+
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    await expectNoPostgresFor(dataDir);
+  });
+
+  it('restarts on the same DATA_DIR with the same catalog, without seeding it again', async () => {
+    const server = spawnServer({ DATA_DIR: dataDir });
+    const { url } = await waitForReady(server);
+    const catalog = await products(url);
+    expect(catalog.map((product) => product.id).sort()).toEqual(firstProductIds);
+    expect(logLines(server.output.stdout).some((entry) => entry.msg === 'demo catalog seeded')).toBe(false);
+
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    await expectNoPostgresFor(dataDir);
+  });
+
+  it('starts after a killed run that left its PostgreSQL and lock file behind, and stops the leftover', async () => {
+    const killed = spawnServer({ DATA_DIR: dataDir });
+    await waitForReady(killed);
+    const orphan = await postmasterPid(dataDir);
+    expect(await stop(killed, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(orphan).toBeDefined();
+    expect(await isRunning(orphan ?? 0)).toBe(true);
+
+    const server = spawnServer({ DATA_DIR: dataDir });
+    const { url } = await waitForReady(server);
+    expect((await products(url)).map((product) => product.id).sort()).toEqual(firstProductIds);
+    expect(await isRunning(orphan ?? 0)).toBe(false);
+    expect(await processesNaming(dataDir)).toEqual([await postmasterPid(dataDir)]);
+
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    await expectNoPostgresFor(dataDir);
+  });
+});
+
+describe('server start-up with bad configuration', () => {
+  it('exits non-zero at once, naming PORT, when PORT is not a number', async () => {
+    const dataDir = path.join(workDir, 'bad-port');
+    const server = spawnServer({ DATA_DIR: dataDir, PORT: 'abc' });
+    const exit = await withTimeout(server.closed, 10_000, 'the server to exit');
+    expect(exit.code).not.toBe(0);
+    expect(exit.code).not.toBeNull();
+    expect(server.output.stderr).toMatch(/\bPORT\b/);
+    expect(existsSync(dataDir)).toBe(false);
+  });
+
+  it('exits non-zero at once, naming JWT_SECRET, in production without JWT_SECRET', async () => {
+    const dataDir = path.join(workDir, 'no-secret');
+    const server = spawnServer({ DATA_DIR: dataDir, NODE_ENV: 'production' });
+    const exit = await withTimeout(server.closed, 10_000, 'the server to exit');
+    expect(exit.code).not.toBe(0);
+    expect(exit.code).not.toBeNull();
+    expect(server.output.stderr).toContain('JWT_SECRET');
+    expect(existsSync(dataDir)).toBe(false);
+  });
+});
+
+describe('server start-up with DATABASE_URL', () => {
+  let databaseUrl: string | undefined;
+
+  afterAll(async () => {
+    if (databaseUrl) await dropTestDatabase(databaseUrl);
+  });
+
+  it('migrates and seeds that database and starts no embedded PostgreSQL', async () => {
+    databaseUrl = await createTestDatabase();
+    const dataDir = path.join(workDir, 'unused');
+    const server = spawnServer({ DATA_DIR: dataDir, DATABASE_URL: databaseUrl });
+    const { url } = await waitForReady(server);
+
+    const catalog = await products(url);
+    expect(catalog.length).toBeGreaterThanOrEqual(12);
+    expect(existsSync(dataDir)).toBe(false);
+    expect(await processesNaming(dataDir)).toEqual([]);
+    expect(logLines(server.output.stdout).some((entry) => entry.msg === 'embedded PostgreSQL started')).toBe(false);
+
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+  });
+});
