@@ -89,6 +89,20 @@ async function ensureTraversable(dataDir: string, logger: Logger): Promise<void>
   }
 }
 
+/** The URL of an embedded server already running on `dataDir` (started by `npm start`), if any. */
+export async function runningEmbeddedUrl(dataDir: string, database = 'orders'): Promise<string | undefined> {
+  let lines: string[];
+  try {
+    lines = (await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8')).split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(lines[0] ?? '', 10);
+  const port = Number.parseInt(lines[3] ?? '', 10);
+  if (!Number.isInteger(port) || !(await isPostgresOf(pid, dataDir))) return undefined;
+  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+}
+
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
   const { Client } = await import('pg');
   const client = new Client({ connectionString: adminUrl });
