@@ -66,7 +66,11 @@ async function main(): Promise<void> {
       databaseUrl = embedded.url;
       logger.info({ dataDir: config.dataDir, databaseUrl }, 'embedded PostgreSQL started');
     }
-    orm = await openOrm({ clientUrl: databaseUrl, lockTimeoutMs: config.idempotency.waitMs || undefined });
+    orm = await openOrm({
+      clientUrl: databaseUrl,
+      lockTimeoutMs: config.idempotency.waitMs || undefined,
+      onDriverWarning: (message) => logger.warn({ driver: message }, 'database driver warning'),
+    });
     const applied = await migrate(orm);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
     const seeded = await seedCatalog(orm.em.fork());

@@ -20,6 +20,8 @@ export interface OrmOptions {
    * It bounds how long a request waits for another process holding the same idempotency key.
    */
   readonly lockTimeoutMs?: number;
+  /** Receives the driver's connection warnings (default: dropped; the pool reconnects). */
+  readonly onDriverWarning?: (message: string) => void;
   /** Called with every SQL statement sent, for statement counting in tests. */
   readonly onQuery?: (sql: string) => void;
 }
@@ -27,6 +29,7 @@ export interface OrmOptions {
 /** The MikroORM configuration shared by the server, the tests and the CLI. */
 export function createOrmConfig(options: OrmOptions): Options {
   const onQuery = options.onQuery;
+  const warn = (message: unknown) => options.onDriverWarning?.(String(message));
   return defineConfig({
     clientUrl: options.clientUrl,
     entities: ENTITIES,
@@ -34,7 +37,11 @@ export function createOrmConfig(options: OrmOptions): Options {
     extensions: [Migrator],
     pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
-    driverOptions: options.lockTimeoutMs ? { connection: { options: `-c lock_timeout=${options.lockTimeoutMs}` } } : undefined,
+    driverOptions: {
+      ...(options.lockTimeoutMs ? { connection: { options: `-c lock_timeout=${options.lockTimeoutMs}` } } : {}),
+      // knex writes pool warnings to the console; they belong in the service's log.
+      log: { warn: warn, error: warn, deprecate: warn, debug: () => {} },
+    },
     allowGlobalContext: false,
     ensureDatabase: false,
     debug: false,

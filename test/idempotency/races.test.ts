@@ -1,0 +1,208 @@
+import { Client } from 'pg';
+import { withClient } from '../support/database';
+import { startTestServer, type TestServer } from '../support/server';
+
+const CREATE = `mutation Create($input: CreateOrderInput!, $key: IdempotencyKey) {
+  createOrder(input: $input, idempotencyKey: $key) {
+    order { id status totalCents createdAt lines { quantity unitPriceCents product { id stock } } }
+  }
+}`;
+
+interface Created {
+  createOrder: { order: { id: string; lines: { quantity: number }[] } } | null;
+}
+
+/** Opens a transaction that holds row locks on the given products until released. */
+async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
+  const client = new Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
+  return async () => {
+    await client.query('COMMIT');
+    await client.end();
+  };
+}
+
+async function stockOf(server: TestServer, productId: string): Promise<number> {
+  return withClient(server.databaseUrl, async (client) => {
+    const { rows } = await client.query<{ stock: number }>('SELECT stock FROM products WHERE id = $1', [productId]);
+    return rows[0]?.stock ?? Number.NaN;
+  });
+}
+
+async function countRows(server: TestServer, sql: string, params: unknown[] = []): Promise<number> {
+  return withClient(server.databaseUrl, async (client) => Number((await client.query(sql, params)).rows[0].count));
+}
+
+async function productIds(server: TestServer): Promise<string[]> {
+  return withClient(server.databaseUrl, async (client) => {
+    const { rows } = await client.query<{ id: string }>('SELECT id FROM products ORDER BY id');
+    return rows.map((row) => row.id);
+  });
+}
+
+describe('concurrent duplicates in one process', () => {
+  let server: TestServer;
+  let products: string[];
+
+  beforeAll(async () => {
+    server = await startTestServer({ env: { IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+    products = await productIds(server);
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('executes 100 identical concurrent requests once and answers all with the same payload', async () => {
+    const token = await server.token('racer-1');
+    const productId = products[0] as string;
+    const before = await stockOf(server, productId);
+    const input = { lines: [{ productId, quantity: 2 }] };
+
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, () => server.gql<Created>(CREATE, { input, key: 'race-identical' }, { token, autoKey: false })),
+    );
+
+    const payloads = new Set(responses.map((response) => JSON.stringify(response.body.data)));
+    expect(responses.every((response) => response.body.errors === undefined)).toBe(true);
+    expect(payloads.size).toBe(1);
+    expect(await countRows(server, 'SELECT count(*) FROM orders WHERE user_id = $1', ['racer-1'])).toBe(1);
+    expect(await stockOf(server, productId)).toBe(before - 2);
+    const replayed = responses.filter((response) => response.headers.get('idempotent-replayed') === 'true');
+    expect(replayed).toHaveLength(99);
+  });
+
+  it('lets one of two concurrent payloads win a key and answers the rest with its replay or IDEMPOTENCY_KEY_REUSED', async () => {
+    const token = await server.token('racer-2');
+    const productId = products[1] as string;
+    const before = await stockOf(server, productId);
+
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, (_, index) =>
+        server.gql<Created>(
+          CREATE,
+          { input: { lines: [{ productId, quantity: (index % 2) + 1 }] }, key: 'race-two-payloads' },
+          { token, autoKey: false },
+        ),
+      ),
+    );
+
+    const winners = responses.filter((response) => response.body.data?.createOrder);
+    const orderIds = new Set(winners.map((response) => response.body.data?.createOrder?.order.id));
+    expect(orderIds.size).toBe(1);
+    const quantity = winners[0]?.body.data?.createOrder?.order.lines[0]?.quantity as number;
+    for (const response of responses) {
+      if (response.body.data?.createOrder) {
+        expect(response.body.data.createOrder.order.lines[0]?.quantity).toBe(quantity);
+      } else {
+        expect(response.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_REUSED');
+      }
+    }
+    expect(await countRows(server, 'SELECT count(*) FROM orders WHERE user_id = $1', ['racer-2'])).toBe(1);
+    expect(await stockOf(server, productId)).toBe(before - quantity);
+  });
+
+  it('keeps serving unrelated requests while 100 duplicates wait for a slow first request', async () => {
+    const token = await server.token('racer-3');
+    const productId = products[2] as string;
+    const release = await lockProducts(server.databaseUrl, [productId]);
+    let released = false;
+    try {
+      const input = { lines: [{ productId, quantity: 1 }] };
+      const first = server.gql<Created>(CREATE, { input, key: 'slow-first' }, { token, autoKey: false });
+      await waitForLockWaiters(server, 1);
+      const duplicates = Array.from({ length: 100 }, () =>
+        server.gql<Created>(CREATE, { input, key: 'slow-first' }, { token, autoKey: false }),
+      );
+
+      // More unrelated requests than the pool has connections (20): had the duplicates taken
+      // connections, these would queue behind them until the lock is released.
+      const other = products[3] as string;
+      const unrelated = await Promise.all([
+        ...Array.from({ length: 30 }, () => server.gql('{ products(first: 5) { edges { node { id stock } } } }')),
+        ...Array.from({ length: 10 }, (_, index) =>
+          server.gql<Created>(
+            CREATE,
+            { input: { lines: [{ productId: other, quantity: 1 }] }, key: `unrelated-${index}` },
+            { token, autoKey: false },
+          ),
+        ),
+      ]);
+      expect(unrelated.every((response) => response.status === 200 && response.body.errors === undefined)).toBe(true);
+      expect(
+        await countRows(server, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"),
+      ).toBe(1);
+
+      await release();
+      released = true;
+      const answers = await Promise.all([first, ...duplicates]);
+      const ids = new Set(answers.map((response) => response.body.data?.createOrder?.order.id));
+      expect(ids.size).toBe(1);
+      expect(ids.has(undefined)).toBe(false);
+      expect(
+        await countRows(
+          server,
+          'SELECT count(*) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.user_id = $1 AND l.product_id = $2',
+          ['racer-3', productId],
+        ),
+      ).toBe(1);
+    } finally {
+      if (!released) await release();
+    }
+  });
+
+  async function waitForLockWaiters(target: TestServer, count: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const waiting = await countRows(
+        target,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+      );
+      if (waiting >= count) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('the first request never started waiting for the lock');
+  }
+});
+
+describe('a duplicate that waits longer than IDEMPOTENCY_WAIT_MS', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ env: { IDEMPOTENCY_WAIT_MS: '1000', IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('gets IDEMPOTENCY_REQUEST_IN_PROGRESS with a retry hint, and the replay once the first request finished', async () => {
+    const token = await server.token('patient');
+    const [a, b] = (await productIds(server)).slice(0, 2) as [string, string];
+    // The first request waits for two row locks in turn, each under the 1 s lock timeout,
+    // so it runs for about 1.6 s in all: longer than a duplicate may wait.
+    const releaseA = await lockProducts(server.databaseUrl, [a]);
+    const releaseB = await lockProducts(server.databaseUrl, [b]);
+    const input = {
+      lines: [
+        { productId: a, quantity: 1 },
+        { productId: b, quantity: 1 },
+      ],
+    };
+    const first = server.gql<Created>(CREATE, { input, key: 'long-running' }, { token, autoKey: false });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const duplicate = server.gql<Created>(CREATE, { input, key: 'long-running' }, { token, autoKey: false });
+    setTimeout(() => void releaseA(), 800);
+    setTimeout(() => void releaseB(), 1600);
+
+    const waited = await duplicate;
+    expect(waited.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_REQUEST_IN_PROGRESS');
+    expect(waited.body.errors?.[0]?.extensions?.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+
+    const original = await first;
+    expect(original.body.errors).toBeUndefined();
+    const retry = await server.gql<Created>(CREATE, { input, key: 'long-running' }, { token, autoKey: false });
+    expect(retry.body.data?.createOrder?.order.id).toBe(original.body.data?.createOrder?.order.id);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(await countRows(server, 'SELECT count(*) FROM orders WHERE user_id = $1', ['patient'])).toBe(1);
+  });
+});

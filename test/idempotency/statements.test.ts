@@ -1,0 +1,75 @@
+import { startTestServer, type TestServer } from '../support/server';
+
+const CREATE = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
+  createOrder(input: $input, idempotencyKey: $key) { order { id lines { product { name } } } }
+}`;
+
+const ENGINE = /idempotency_records/;
+
+/**
+ * The engine's cost in statements, as documented on IdempotencyHandler: a replay is one
+ * primary-key read; a first execution adds that read and the record insert to the mutation's own.
+ */
+describe('statements sent per idempotency path', () => {
+  let server: TestServer;
+  let cached: TestServer;
+  let input: { lines: { productId: string; quantity: number }[] };
+  let token: string;
+
+  beforeAll(async () => {
+    server = await startTestServer({ cacheSize: 0, env: { IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+    cached = await startTestServer({ databaseUrl: server.databaseUrl, env: { IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+    const products = await server.gql<{ products: { edges: { node: { id: string } }[] } }>(
+      '{ products(first: 1) { edges { node { id } } } }',
+    );
+    input = { lines: [{ productId: products.body.data?.products.edges[0]?.node.id as string, quantity: 1 }] };
+    token = await server.token('counter');
+  });
+  afterAll(async () => {
+    await cached.close();
+    await server.close();
+  });
+
+  async function statementsOf(target: TestServer, variables: Record<string, unknown>): Promise<string[]> {
+    target.resetStatements();
+    const response = await target.gql(CREATE, variables, { token, autoKey: false });
+    expect(response.status).toBe(200);
+    return [...target.statements];
+  }
+
+  it('adds one read and one insert of the record to a first execution', async () => {
+    const statements = await statementsOf(server, { input, key: 'first-path' });
+    const engine = statements.filter((sql) => ENGINE.test(sql));
+    expect(engine).toHaveLength(2);
+    expect(engine[0]).toMatch(/^select /);
+    expect(engine[1]).toMatch(/^insert into idempotency_records/);
+    // The record insert is the last statement: it rides in the mutation's own transaction.
+    expect(statements.at(-1)).toBe(engine[1]);
+    expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(4);
+  });
+
+  it('replays with exactly one read and no write', async () => {
+    await statementsOf(server, { input, key: 'replay-path' });
+    const statements = await statementsOf(server, { input, key: 'replay-path' });
+    expect(statements).toHaveLength(1);
+    expect(statements[0]).toMatch(/^select .* from idempotency_records/s);
+  });
+
+  it('replays from the in-memory cache without any statement once a process has seen the record', async () => {
+    await statementsOf(cached, { input, key: 'cached-path' });
+    const statements = await statementsOf(cached, { input, key: 'cached-path' });
+    expect(statements).toEqual([]);
+  });
+
+  it('rejects a reused key with one read', async () => {
+    await statementsOf(server, { input, key: 'reused-path' });
+    const statements = await statementsOf(server, { input: { lines: [{ ...input.lines[0], quantity: 2 }] }, key: 'reused-path' });
+    expect(statements).toHaveLength(1);
+  });
+
+  it('stores a domain failure with one read and one insert besides the failed mutation', async () => {
+    const statements = await statementsOf(server, { input: { lines: [{ ...input.lines[0], quantity: 1000 }] }, key: 'failure-path' });
+    expect(statements.filter((sql) => ENGINE.test(sql))).toHaveLength(2);
+    expect(statements.at(-1)).toMatch(/^insert into idempotency_records/);
+  });
+});
