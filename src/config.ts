@@ -33,8 +33,27 @@ export interface Config {
   /** True when `jwtSecret` is the built-in development secret. */
   readonly jwtSecretIsDefault: boolean;
   readonly idempotency: IdempotencyConfig;
+  readonly http: HttpConfig;
+  /** `STATEMENT_TIMEOUT_MS`; default 15000. PostgreSQL `statement_timeout` of every connection. */
+  readonly statementTimeoutMs: number;
   /** `LOG_LEVEL`; default `info`. */
   readonly logLevel: LogLevel;
+}
+
+export interface HttpConfig {
+  /** `REQUEST_TIMEOUT_MS`; default 30000. A GraphQL request running longer is answered 503. */
+  readonly requestTimeoutMs: number;
+  /** `SHUTDOWN_GRACE_MS`; default 10000. How long in-flight requests may finish after SIGTERM. */
+  readonly shutdownGraceMs: number;
+  /** `RATE_LIMIT_MUTATIONS_PER_MINUTE`; default 600 per user (0 = off). */
+  readonly mutationsPerMinute: number;
+  /** `CORS_ORIGINS`: comma-separated origins allowed cross-origin, or `*`; default none. */
+  readonly corsOrigins: readonly string[];
+  /**
+   * `GRAPHQL_EXPLORER`; default true outside production. Serves the Sandbox landing page and
+   * allows introspection.
+   */
+  readonly explorer: boolean;
 }
 
 export interface IdempotencyConfig {
@@ -81,6 +100,14 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       purgeIntervalSeconds: integer(env, 'IDEMPOTENCY_PURGE_INTERVAL_SECONDS', 300, 0, 86_400),
       encryptionKey: encryptionKey(env),
     },
+    http: {
+      requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
+      shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
+      mutationsPerMinute: integer(env, 'RATE_LIMIT_MUTATIONS_PER_MINUTE', 600, 0, 1_000_000),
+      corsOrigins: origins(env),
+      explorer: boolean(env, 'GRAPHQL_EXPLORER', nodeEnv !== 'production'),
+    },
+    statementTimeoutMs: integer(env, 'STATEMENT_TIMEOUT_MS', 15_000, 0, 3_600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
   };
 }
@@ -110,6 +137,36 @@ function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], 
     throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`);
   }
   return raw as T;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+function origins(env: Env): string[] {
+  const raw = optional(env, 'CORS_ORIGINS');
+  if (raw === undefined) return [];
+  const list = raw
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin !== '');
+  for (const origin of list) {
+    if (origin === '*') continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = undefined;
+    }
+    if (!url || url.origin !== origin) {
+      throw new ConfigError('CORS_ORIGINS', `expected origins such as https://app.example.com, or *, got ${JSON.stringify(origin)}`);
+    }
+  }
+  return list;
 }
 
 function databaseUrl(env: Env): string | undefined {

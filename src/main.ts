@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     orm = await openOrm({
       clientUrl: databaseUrl,
       lockTimeoutMs: config.idempotency.waitMs || undefined,
+      statementTimeoutMs: config.statementTimeoutMs || undefined,
       onDriverWarning: (message) => logger.warn({ driver: message }, 'database driver warning'),
     });
     const applied = await migrate(orm);

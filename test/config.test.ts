@@ -29,6 +29,8 @@ describe('loadConfig', () => {
         jwtSecret: DEVELOPMENT_JWT_SECRET,
         jwtSecretIsDefault: true,
         idempotency: { ttlSeconds: 86_400, waitMs: 10_000, purgeIntervalSeconds: 300, encryptionKey: undefined },
+        http: { requestTimeoutMs: 30_000, shutdownGraceMs: 10_000, mutationsPerMinute: 600, corsOrigins: [], explorer: true },
+        statementTimeoutMs: 15_000,
         logLevel: 'info',
       });
     });
@@ -47,6 +49,12 @@ describe('loadConfig', () => {
           'IDEMPOTENCY_WAIT_MS',
           'IDEMPOTENCY_PURGE_INTERVAL_SECONDS',
           'IDEMPOTENCY_ENCRYPTION_KEY',
+          'REQUEST_TIMEOUT_MS',
+          'SHUTDOWN_GRACE_MS',
+          'RATE_LIMIT_MUTATIONS_PER_MINUTE',
+          'CORS_ORIGINS',
+          'GRAPHQL_EXPLORER',
+          'STATEMENT_TIMEOUT_MS',
           'LOG_LEVEL',
         ].map((name) => [name, '']),
       );
@@ -78,6 +86,12 @@ describe('loadConfig', () => {
           IDEMPOTENCY_WAIT_MS: '2500',
           IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
           IDEMPOTENCY_ENCRYPTION_KEY: KEY.toString('base64'),
+          REQUEST_TIMEOUT_MS: '5000',
+          SHUTDOWN_GRACE_MS: '2000',
+          RATE_LIMIT_MUTATIONS_PER_MINUTE: '30',
+          CORS_ORIGINS: 'https://shop.example.com, http://localhost:3000',
+          GRAPHQL_EXPLORER: 'true',
+          STATEMENT_TIMEOUT_MS: '4000',
           LOG_LEVEL: 'warn',
         },
         CWD,
@@ -92,6 +106,14 @@ describe('loadConfig', () => {
         jwtSecret: SECRET,
         jwtSecretIsDefault: false,
         idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY },
+        http: {
+          requestTimeoutMs: 5000,
+          shutdownGraceMs: 2000,
+          mutationsPerMinute: 30,
+          corsOrigins: ['https://shop.example.com', 'http://localhost:3000'],
+          explorer: true,
+        },
+        statementTimeoutMs: 4000,
         logLevel: 'warn',
       });
     });
@@ -214,6 +236,31 @@ describe('loadConfig', () => {
 
     it('keeps an absolute directory as is', () => {
       expect(loadConfig({ DATA_DIR: path.resolve('/data/pg') }, path.resolve('/elsewhere')).dataDir).toBe(path.resolve('/data/pg'));
+    });
+  });
+
+  describe('http hardening', () => {
+    it('turns the explorer off by default in production and lets GRAPHQL_EXPLORER turn it on', () => {
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).http.explorer).toBe(false);
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'true' }, CWD).http.explorer).toBe(true);
+      expect(loadConfig({ GRAPHQL_EXPLORER: 'false' }, CWD).http.explorer).toBe(false);
+    });
+
+    it('rejects a GRAPHQL_EXPLORER that is not a boolean', () => {
+      expect(configError({ GRAPHQL_EXPLORER: 'yes' }).variable).toBe('GRAPHQL_EXPLORER');
+    });
+
+    it('accepts * and exact origins in CORS_ORIGINS and rejects paths or garbage', () => {
+      expect(loadConfig({ CORS_ORIGINS: '*' }, CWD).http.corsOrigins).toEqual(['*']);
+      expect(configError({ CORS_ORIGINS: 'https://shop.example.com/path' }).variable).toBe('CORS_ORIGINS');
+      expect(configError({ CORS_ORIGINS: 'not an origin' }).variable).toBe('CORS_ORIGINS');
+    });
+
+    it('rejects timeouts and limits out of range, naming the variable', () => {
+      expect(configError({ REQUEST_TIMEOUT_MS: '10' }).variable).toBe('REQUEST_TIMEOUT_MS');
+      expect(configError({ SHUTDOWN_GRACE_MS: '-1' }).variable).toBe('SHUTDOWN_GRACE_MS');
+      expect(configError({ RATE_LIMIT_MUTATIONS_PER_MINUTE: 'lots' }).variable).toBe('RATE_LIMIT_MUTATIONS_PER_MINUTE');
+      expect(configError({ STATEMENT_TIMEOUT_MS: '1e3' }).variable).toBe('STATEMENT_TIMEOUT_MS');
     });
   });
 });

@@ -20,6 +20,8 @@ export interface OrmOptions {
    * It bounds how long a request waits for another process holding the same idempotency key.
    */
   readonly lockTimeoutMs?: number;
+  /** PostgreSQL `statement_timeout` of every connection, in milliseconds; 0 or absent: none. */
+  readonly statementTimeoutMs?: number;
   /** Receives the driver's connection warnings (default: dropped; the pool reconnects). */
   readonly onDriverWarning?: (message: string) => void;
   /** Called with every SQL statement sent, for statement counting in tests. */
@@ -30,6 +32,10 @@ export interface OrmOptions {
 export function createOrmConfig(options: OrmOptions): Options {
   const onQuery = options.onQuery;
   const warn = (message: unknown) => options.onDriverWarning?.(String(message));
+  const settings = [
+    options.lockTimeoutMs ? `-c lock_timeout=${options.lockTimeoutMs}` : '',
+    options.statementTimeoutMs ? `-c statement_timeout=${options.statementTimeoutMs}` : '',
+  ].filter((setting) => setting !== '');
   return defineConfig({
     clientUrl: options.clientUrl,
     entities: ENTITIES,
@@ -38,7 +44,12 @@ export function createOrmConfig(options: OrmOptions): Options {
     pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
     driverOptions: {
-      ...(options.lockTimeoutMs ? { connection: { options: `-c lock_timeout=${options.lockTimeoutMs}` } } : {}),
+      connection: {
+        ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
+        // While the database is unreachable, requests fail within seconds instead of queueing.
+        connectionTimeoutMillis: 5_000,
+      },
+      acquireConnectionTimeout: 5_000,
       // knex writes pool warnings to the console; they belong in the service's log.
       log: { warn: warn, error: warn, deprecate: warn, debug: () => {} },
     },

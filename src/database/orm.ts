@@ -6,8 +6,18 @@ export async function openOrm(options: OrmOptions): Promise<MikroORM> {
   return MikroORM.init(createOrmConfig(options));
 }
 
-/** Applies every pending migration; returns the names applied. */
+/** Key of the advisory lock that serialises migrations of processes starting together. */
+const MIGRATION_LOCK = 7_305_000;
+
+/**
+ * Applies every pending migration; returns the names applied. Processes starting at once on
+ * one database take turns: the first migrates, the others find nothing pending.
+ */
 export async function migrate(orm: MikroORM): Promise<string[]> {
-  const applied = await orm.getMigrator().up();
-  return applied.map((migration) => migration.name);
+  const connection = orm.em.getConnection();
+  return connection.transactional(async (trx) => {
+    await connection.execute('select pg_advisory_xact_lock(?)', [MIGRATION_LOCK], 'run', trx);
+    const applied = await orm.getMigrator().up({ transaction: trx });
+    return applied.map((migration) => migration.name);
+  });
 }

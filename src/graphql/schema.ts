@@ -30,13 +30,27 @@ export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()
       return instance;
     },
   };
-  return buildSchemaSync({
+  const schema = buildSchemaSync({
     resolvers: RESOLVERS,
     container,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,
     emitSchemaFile: false,
   });
+  describeRootTypes(schema);
+  return schema;
+}
+
+// type-graphql creates Query and Mutation itself and takes no description for them, so the
+// descriptions are set on the built types (before anything prints or wraps the schema).
+function describeRootTypes(schema: GraphQLSchema): void {
+  const query = schema.getQueryType();
+  const mutation = schema.getMutationType();
+  if (query) query.description = "Reads: the public catalog, the viewer, and the viewer's own orders and idempotency records.";
+  if (mutation) {
+    mutation.description =
+      'Writes, each idempotent by key (the idempotencyKey argument or the Idempotency-Key header): a retry returns the first outcome.';
+  }
 }
 
 /** The schema served: base schema with graphql-shield permissions applied. */

@@ -1,36 +1,43 @@
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { fastifyApolloHandler } from '@as-integrations/fastify';
 import type { MikroORM } from '@mikro-orm/postgresql';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import { GraphQLError } from 'graphql';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { bearerToken, verifyToken } from '../auth/token';
 import type { Config } from '../config';
-import { AppError } from '../errors';
-import { type Context, createLoaders } from '../graphql/context';
+import type { Context } from '../graphql/context';
 import { createFormatError } from '../graphql/format-error';
+import { queryLimits } from '../graphql/limits';
 import { buildSchema } from '../graphql/schema';
 import {
   encryptedCodec,
   type HandlerConfig,
   IdempotencyHandler,
-  IdempotencyRequest,
   IdempotencyStore,
   idempotencyResponsePlugin,
   plainCodec,
 } from '../idempotency';
+import { Metrics } from '../observability/metrics';
+import { requestLogPlugin } from '../observability/request-log.plugin';
+import { ormMetricsSources } from '../observability/sources';
+import { createContext } from './context';
+import { registerGraphQLRoute } from './graphql.route';
+import { registerGraphQLOverHttp } from './graphql-over-http';
 import { registerHealthRoutes } from './health.routes';
+import { registerMetricsRoute } from './metrics.routes';
+import { mutationRateLimitRouteConfig, registerMutationRateLimit } from './rate-limit';
 import { type SandboxOptions, sandboxLandingPage } from './sandbox';
+import { registerSecurity, requestId } from './security';
 
 export interface AppOptions {
   readonly config: Config;
   readonly orm: MikroORM;
   readonly logger: Logger;
-  /** Development landing page contents; ignored in production. */
+  /** Development landing page contents; ignored when the explorer is off. */
   readonly sandbox?: SandboxOptions;
-  /** Replaces the idempotency engine built from the config (tests share one across servers). */
+  /** Replaces the idempotency engine built from the config. */
   readonly idempotency?: IdempotencyHandler;
+  /** Metrics registry to record into; default: a new one with the ORM's pool and record estimate. */
+  readonly metrics?: Metrics;
 }
 
 /** The idempotency engine configured from the environment, with optional overrides. */
@@ -44,29 +51,37 @@ export function createIdempotencyHandler(config: Config, overrides: HandlerConfi
   });
 }
 
-/** Maximum request body, in bytes. */
+/** Maximum request body, in bytes; larger bodies are answered 413. */
 export const BODY_LIMIT = 100 * 1024;
 
-/** Builds the HTTP server: /graphql through Apollo Server, health and readiness probes. */
+/** Builds the HTTP server: /graphql through Apollo Server, health, readiness and metrics. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, orm, logger } = options;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
-    requestIdHeader: 'x-request-id',
+    genReqId: requestId,
+    requestIdLogLabel: 'requestId',
   });
-  const production = config.nodeEnv === 'production';
+  const explorer = config.http.explorer;
+  const metrics = options.metrics ?? new Metrics(ormMetricsSources(orm));
   const store = new IdempotencyStore();
-  const idempotency = options.idempotency ?? createIdempotencyHandler(config, { logger });
+  const idempotency = options.idempotency ?? createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver() });
+  const limits = queryLimits(config.nodeEnv === 'production');
   const plugins: ApolloServerPlugin<Context>[] = [
-    production ? ApolloServerPluginLandingPageDisabled() : sandboxLandingPage(options.sandbox),
+    explorer ? sandboxLandingPage(options.sandbox) : ApolloServerPluginLandingPageDisabled(),
     idempotencyResponsePlugin<Context>(),
+    requestLogPlugin(metrics),
+    ...(limits.plugins as ApolloServerPlugin<Context>[]),
   ];
   const apollo = new ApolloServer<Context>({
     schema: buildSchema(store),
     plugins,
-    introspection: !production,
+    validationRules: limits.validationRules,
+    parseOptions: limits.parseOptions,
+    introspection: explorer,
     includeStacktraceInErrorResponses: false,
+    allowBatchedHttpRequests: false,
     formatError: createFormatError(logger),
     csrfPrevention: true,
     // Shutdown order is owned by main.ts: HTTP drains first, then the pool, then the database.
@@ -74,42 +89,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await apollo.start();
 
-  app.route({
-    url: '/graphql',
-    method: ['GET', 'POST', 'OPTIONS'],
-    handler: fastifyApolloHandler(apollo, { context: (request) => createContext(request, orm, config, idempotency) }),
+  await registerSecurity(app, { explorer, corsOrigins: config.http.corsOrigins });
+  await registerMutationRateLimit(app, config.http.mutationsPerMinute, config.jwtSecret);
+  registerGraphQLOverHttp(app, { landingPage: explorer });
+  registerGraphQLRoute(app, apollo, {
+    context: (request) => createContext(request, orm, config.jwtSecret, idempotency),
+    timeoutMs: config.http.requestTimeoutMs,
+    config: mutationRateLimitRouteConfig(config.http.mutationsPerMinute),
   });
   registerHealthRoutes(app, orm);
+  registerMetricsRoute(app, metrics);
   // app.close() drains HTTP itself (in-flight requests finish); Apollo stops after it.
   app.addHook('onClose', async () => {
     await apollo.stop();
   });
   return app;
-}
-
-async function createContext(request: FastifyRequest, orm: MikroORM, config: Config, idempotency: IdempotencyHandler): Promise<Context> {
-  let viewer = null;
-  try {
-    const token = bearerToken(request.headers.authorization);
-    if (token !== undefined) viewer = await verifyToken(token, config.jwtSecret);
-  } catch (error) {
-    if (!(error instanceof AppError)) throw error;
-    throw new GraphQLError(error.message, {
-      extensions: { code: error.code, http: { status: 401, headers: new Map([['www-authenticate', 'Bearer error="invalid_token"']]) } },
-    });
-  }
-  const em = orm.em.fork();
-  return {
-    em,
-    viewer,
-    loaders: createLoaders(em),
-    headers: request.headers as Record<string, string | undefined>,
-    log: request.log,
-    idempotency: new IdempotencyRequest(idempotency, viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
-  };
-}
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  // Repeated headers are joined, which no valid key matches: the request is rejected as invalid.
-  return Array.isArray(value) ? value.join(', ') : value;
 }

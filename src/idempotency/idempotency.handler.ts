@@ -17,6 +17,30 @@ export interface IdempotencyMarker {
   readonly expiresAt: string;
 }
 
+/** What happened to one idempotent call, as reported to an {@link IdempotencyObserver}. */
+export const ObservedOutcome = {
+  Executed: 'executed',
+  ExpiredReexecuted: 'expired_reexecuted',
+  FailureStored: 'failure_stored',
+  Replayed: 'replayed',
+  ReusedRejected: 'reused_rejected',
+  InProgressRejected: 'in_progress_rejected',
+  MissingKey: 'missing_key',
+  InvalidKey: 'invalid_key',
+} as const;
+export type ObservedOutcome = (typeof ObservedOutcome)[keyof typeof ObservedOutcome];
+
+/** Receives the engine's measurements (metrics live outside the engine). */
+export interface IdempotencyObserver {
+  outcome(operation: string, outcome: ObservedOutcome): void;
+  /** Seconds a duplicate spent waiting for the first request with its key. */
+  waited(seconds: number): void;
+  /** Seconds the engine added around the mutation itself (lookup, fingerprint, record). */
+  overhead(operation: string, seconds: number): void;
+}
+
+const silentObserver: IdempotencyObserver = { outcome: () => {}, waited: () => {}, overhead: () => {} };
+
 /** Engine settings; every field has a default. */
 export interface HandlerConfig {
   /** How long an outcome is kept and replayed. Default 86400 s. */
@@ -28,6 +52,8 @@ export interface HandlerConfig {
   /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
   readonly cacheSize?: number;
   readonly logger?: Logger;
+  /** Receives outcomes and timings; default: none. */
+  readonly observer?: IdempotencyObserver;
 }
 
 /** One call of an idempotent field. */
@@ -92,6 +118,8 @@ export class IdempotencyHandler {
   private readonly codec: ResultCodec;
   private readonly cache: ExpiringLruCache<RecordRow>;
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Where outcomes and timings are reported. */
+  readonly observer: IdempotencyObserver;
 
   constructor(
     private readonly store: IdempotencyStore,
@@ -101,10 +129,37 @@ export class IdempotencyHandler {
     this.waitMs = config.waitMs ?? 10_000;
     this.codec = config.codec ?? plainCodec;
     this.cache = new ExpiringLruCache(config.cacheSize ?? 10_000);
+    this.observer = config.observer ?? silentObserver;
   }
 
   /** Executes once per (scope, key) or replays; throws the replayed or stored failure. */
   async execute<T>(execution: Execution<T>): Promise<Completed> {
+    const started = performance.now();
+    let inMutation = 0;
+    const timed: Execution<T> = {
+      ...execution,
+      run: async (em) => {
+        const runStarted = performance.now();
+        try {
+          return await execution.run(em);
+        } finally {
+          inMutation += performance.now() - runStarted;
+        }
+      },
+    };
+    try {
+      return await this.coalesce(timed);
+    } catch (error) {
+      if (error instanceof IdempotencyKeyReusedError) this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
+      if (error instanceof IdempotencyRequestInProgressError)
+        this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
+      throw error;
+    } finally {
+      this.observer.overhead(execution.operation, (performance.now() - started - inMutation) / 1000);
+    }
+  }
+
+  private async coalesce<T>(execution: Execution<T>): Promise<Completed> {
     const print = fingerprint(execution.operation, execution.args);
     const slot = `${execution.scope}\u0000${execution.key}`;
     const deadline = Date.now() + this.waitMs;
@@ -113,7 +168,12 @@ export class IdempotencyHandler {
       if (cached) return this.replay(cached, execution, print);
       const running = this.inFlight.get(slot);
       if (running) {
-        await this.waitFor(running, deadline, execution.key);
+        const waitStarted = performance.now();
+        try {
+          await this.waitFor(running, deadline, execution.key);
+        } finally {
+          this.observer.waited((performance.now() - waitStarted) / 1000);
+        }
         continue;
       }
       const attempt = this.lead(execution, print, slot);
@@ -167,6 +227,10 @@ export class IdempotencyHandler {
       return this.remember(slot, winner, execution, print);
     }
     this.cache.set(slot, stored);
+    this.observer.outcome(
+      execution.operation,
+      failure ? ObservedOutcome.FailureStored : stored.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed,
+    );
     const marker = markerOf(stored, execution, false);
     if (failure) throw new IdempotentFailure(failure.code, failure.message, { ...failure.details }, marker);
     return { value: payload, marker };
@@ -203,6 +267,7 @@ export class IdempotencyHandler {
     }
     const result = this.codec.decode(row.result, associatedData(row.userId, row.key, row.fingerprint));
     const marker = markerOf(row, execution, true);
+    this.observer.outcome(execution.operation, ObservedOutcome.Replayed);
     if (result.kind === 'error') {
       throw new IdempotentFailure(result.code as ErrorCode, result.message, result.details, marker);
     }

@@ -4,7 +4,7 @@ import { createMethodMiddlewareDecorator, type MiddlewareFn } from 'type-graphql
 import { UnauthenticatedError } from '../errors';
 import type { IdempotencyContext } from './idempotency.context';
 import { IdempotencyKeyInvalidError, IdempotencyKeyMissingError } from './idempotency.errors';
-import { IdempotentFailure } from './idempotency.handler';
+import { IdempotentFailure, ObservedOutcome } from './idempotency.handler';
 import { validateKey } from './key';
 
 /** Name of the key argument every idempotent mutation declares. */
@@ -29,7 +29,14 @@ export function Idempotent(options: IdempotentOptions = {}): MethodDecorator {
   const middleware: MiddlewareFn<IdempotencyContext> = async (action, next) => {
     const { args, context, info } = action;
     const state = context.idempotency;
-    const key = resolveKey(args[IDEMPOTENCY_KEY_ARG], state.headerKey, info);
+    let key: string;
+    try {
+      key = resolveKey(args[IDEMPOTENCY_KEY_ARG], state.headerKey, info);
+    } catch (error) {
+      const outcome = error instanceof IdempotencyKeyMissingError ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey;
+      state.handler.observer.outcome(info.fieldName, outcome);
+      throw error;
+    }
     if (!state.scope) throw new UnauthenticatedError();
     const { [IDEMPOTENCY_KEY_ARG]: _key, ...fieldArgs } = args;
     try {

@@ -12,6 +12,8 @@ export interface RecordRow {
   readonly result: unknown;
   readonly createdAt: Date;
   readonly expiresAt: Date;
+  /** True when the insert replaced an expired record of the same key. */
+  readonly replacedExpired?: boolean;
 }
 
 export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & { readonly ttlSeconds: number };
@@ -23,6 +25,7 @@ interface Row {
   result: unknown;
   created_at: Date;
   expires_at: Date;
+  replaced?: boolean;
 }
 
 /**
@@ -57,7 +60,7 @@ export class IdempotencyStore {
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
         where r.expires_at <= now()
-       returning operation, fingerprint, outcome, result, created_at, expires_at`,
+       returning operation, fingerprint, outcome, result, created_at, expires_at, xmax <> 0 as replaced`,
       [record.userId, record.key, record.operation, record.fingerprint, record.outcome, JSON.stringify(record.result), record.ttlSeconds],
     );
     const row = rows[0];
@@ -94,5 +97,6 @@ function toRecord(userId: string, key: string, row: Row): RecordRow {
     result: row.result,
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
+    replacedExpired: row.replaced === true,
   };
 }

@@ -51,11 +51,19 @@ export interface TestServerOptions {
 /** Starts the real HTTP server on a fresh database of its own, listening on a free port. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
   const databaseUrl = options.databaseUrl ?? (await createTestDatabase());
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...options.env, DATABASE_URL: databaseUrl });
+  // Tests fire hundreds of mutations per user; the rate limit is tested where it is set.
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    RATE_LIMIT_MUTATIONS_PER_MINUTE: '0',
+    ...options.env,
+    DATABASE_URL: databaseUrl,
+  });
   const statements: string[] = [];
   const orm = await openOrm({
     clientUrl: databaseUrl,
     lockTimeoutMs: config.idempotency.waitMs || undefined,
+    statementTimeoutMs: config.statementTimeoutMs || undefined,
     onQuery: (sql) => statements.push(sql),
   });
   await migrate(orm);

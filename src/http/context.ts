@@ -1,0 +1,57 @@
+import type { MikroORM } from '@mikro-orm/postgresql';
+import type { FastifyRequest } from 'fastify';
+import { GraphQLError } from 'graphql';
+import { bearerToken, type Viewer, verifyToken } from '../auth/token';
+import { AppError } from '../errors';
+import { type Context, createLoaders } from '../graphql/context';
+import { type IdempotencyHandler, IdempotencyRequest } from '../idempotency';
+
+const viewers = new WeakMap<FastifyRequest, Promise<Viewer | null>>();
+
+/**
+ * The request's viewer from its bearer token, verified once per request (the rate limiter and
+ * the GraphQL context both ask). Null when anonymous; rejects with UNAUTHENTICATED when bad.
+ */
+export function authenticate(request: FastifyRequest, secret: string): Promise<Viewer | null> {
+  let viewer = viewers.get(request);
+  if (!viewer) {
+    viewer = (async () => {
+      const token = bearerToken(request.headers.authorization);
+      return token === undefined ? null : verifyToken(token, secret);
+    })();
+    viewers.set(request, viewer);
+  }
+  return viewer;
+}
+
+/** Builds the per-request GraphQL context: viewer, EntityManager fork, loaders, idempotency state. */
+export async function createContext(
+  request: FastifyRequest,
+  orm: MikroORM,
+  secret: string,
+  idempotency: IdempotencyHandler,
+): Promise<Context> {
+  let viewer: Viewer | null;
+  try {
+    viewer = await authenticate(request, secret);
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    throw new GraphQLError(error.message, {
+      extensions: { code: error.code, http: { status: 401, headers: new Map([['www-authenticate', 'Bearer error="invalid_token"']]) } },
+    });
+  }
+  const em = orm.em.fork();
+  return {
+    em,
+    viewer,
+    loaders: createLoaders(em),
+    headers: request.headers as Record<string, string | undefined>,
+    log: request.log,
+    idempotency: new IdempotencyRequest(idempotency, viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
+  };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  // Repeated headers are joined, which no valid key matches: the request is rejected as invalid.
+  return Array.isArray(value) ? value.join(', ') : value;
+}

@@ -1,0 +1,144 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import type { GraphQLResponse } from '../support/server';
+
+// The real entry point, built by `npm run build` (npm test's pretest).
+const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
+const READY_TIMEOUT_MS = 45_000;
+const EXIT_TIMEOUT_MS = 15_000;
+
+/** How a server process ended. */
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** A server process spawned by these helpers, ready to serve GraphQL at `url`. */
+export interface ServerProcess {
+  readonly pid: number;
+  readonly url: string;
+  /** What the process printed so far. */
+  readonly output: { stdout: string; stderr: string };
+  /** Settles when the process has exited. */
+  readonly exited: Promise<Exit>;
+}
+
+interface Spawned {
+  readonly child: ChildProcess;
+  readonly output: { stdout: string; stderr: string };
+  readonly exited: Promise<Exit>;
+}
+
+// Every process these helpers spawned and that has not exited yet: the only pids they ever signal.
+const running = new Map<number, Spawned>();
+
+/** Only what a shell would hand the server, so no variable of the test run (NODE_ENV=test, ...) leaks in. */
+function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+function spawnMain(env: Record<string, string>): Spawned {
+  const child = spawn(process.execPath, [MAIN], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    output.stderr += chunk;
+  });
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const spawned = { child, output, exited };
+  if (child.pid !== undefined) {
+    const pid = child.pid;
+    running.set(pid, spawned);
+    void exited.then(() => running.delete(pid));
+  }
+  return spawned;
+}
+
+/** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The URL of the pino line `GraphQL API ready`, once the process has printed it. */
+function readyUrl(stdout: string): string | undefined {
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const entry = JSON.parse(line) as { msg?: unknown; url?: unknown };
+      if (entry.msg === 'GraphQL API ready' && typeof entry.url === 'string') return entry.url;
+    } catch {
+      // A partial line: the rest is still on its way.
+    }
+  }
+  return undefined;
+}
+
+/** Spawns `node dist/src/main.js` with `env` on top of a minimal shell environment and waits until it serves. */
+export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
+  const { child, output, exited } = spawnMain(env);
+  const url = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const found = readyUrl(output.stdout);
+        if (found) {
+          child.stdout?.off('data', check);
+          resolve(found);
+        }
+      };
+      child.stdout?.on('data', check);
+      void exited.then((exit) =>
+        reject(new Error(`server exited (${JSON.stringify(exit)}) before it was ready:\n${output.stdout}\n${output.stderr}`)),
+      );
+    }),
+    READY_TIMEOUT_MS,
+    'the server to be ready',
+  );
+  return { pid: child.pid as number, url, output, exited };
+}
+
+/** Sends `signal` to a process spawned here (never to any other pid) and waits for it to exit. */
+export async function signalServer(server: ServerProcess, signal: NodeJS.Signals): Promise<Exit> {
+  if (running.has(server.pid)) process.kill(server.pid, signal);
+  return withTimeout(server.exited, EXIT_TIMEOUT_MS, `the server to exit on ${signal}`);
+}
+
+/** Stops every process spawned here that is still running: SIGTERM, then SIGKILL past the timeout. */
+export async function stopAllServers(): Promise<void> {
+  await Promise.all(
+    [...running].map(async ([pid, { exited }]) => {
+      process.kill(pid, 'SIGTERM');
+      try {
+        await withTimeout(exited, EXIT_TIMEOUT_MS, `process ${pid} to exit on SIGTERM`);
+      } catch {
+        if (running.has(pid)) process.kill(pid, 'SIGKILL');
+        await exited;
+      }
+    }),
+  );
+}
+
+/** POSTs a GraphQL operation; rejects when the connection fails or the body cannot be read. */
+export async function postGraphQL<T = Record<string, unknown>>(
+  url: string,
+  query: string,
+  variables: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<GraphQLResponse<T>> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  return { status: response.status, headers: response.headers, body: (await response.json()) as GraphQLResponse<T>['body'] };
+}
