@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
 import { signToken } from './auth/token';
 import { Product } from './catalog/product.entity';
 import { type Config, ConfigError, loadConfig } from './config';
@@ -10,6 +11,8 @@ import { seedCatalog } from './database/seed';
 import { buildApp } from './http/app';
 import { IdempotencyStore, startPurgeJob } from './idempotency';
 import { createLogger } from './observability/logger';
+import { Metrics } from './observability/metrics';
+import { ormMetricsSources } from './observability/sources';
 
 /** Bootstrap only: config -> database -> migrate -> seed -> http -> signals. */
 async function main(): Promise<void> {
@@ -40,7 +43,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     try {
       await stopPurge?.();
-      await app?.close();
+      await closeWithin(app, config.http.shutdownGraceMs, logger);
       logger.debug('http server closed');
       await orm?.close(true);
       logger.debug('database pool closed');
@@ -49,7 +52,7 @@ async function main(): Promise<void> {
       exitCode ||= 1;
     }
     try {
-      await embedded?.stop();
+      await withTimeout(embedded?.stop(), 15_000);
     } catch (error) {
       logger.error({ err: error }, 'error while stopping the embedded database');
       exitCode ||= 1;
@@ -77,10 +80,13 @@ async function main(): Promise<void> {
     const seeded = await seedCatalog(orm.em.fork());
     if (seeded > 0) logger.info({ products: seeded }, 'demo catalog seeded');
 
-    stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger);
+    const metrics = new Metrics(ormMetricsSources(orm));
+    stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger, (deleted) =>
+      metrics.recordsPurged.inc(deleted),
+    );
     const token = await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
-    app = await buildApp({ config, orm, logger, sandbox: { token, exampleProductId: example?.id } });
+    app = await buildApp({ config, orm, logger, metrics, sandbox: { token, exampleProductId: example?.id } });
     await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -92,6 +98,35 @@ async function main(): Promise<void> {
   } catch (error) {
     logger.fatal({ err: error }, 'start-up failed');
     await shutdown('startup-failure', 1);
+  }
+}
+
+/**
+ * Stops accepting connections and lets in-flight requests finish; after `graceMs` the
+ * remaining connections are cut so shutdown stays bounded.
+ */
+async function closeWithin(app: FastifyInstance | undefined, graceMs: number, logger: Logger): Promise<void> {
+  if (!app) return;
+  const timer = setTimeout(() => {
+    logger.warn({ graceMs }, 'grace period over: closing remaining connections');
+    app.server.closeAllConnections();
+  }, graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function withTimeout(work: Promise<void> | undefined, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<void>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`did not finish within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -16,13 +16,20 @@ export async function purgeExpired(orm: MikroORM, store: IdempotencyStore, batch
 }
 
 /** Runs {@link purgeExpired} every `intervalSeconds` (0: never); returns a function that stops it. */
-export function startPurgeJob(orm: MikroORM, store: IdempotencyStore, intervalSeconds: number, logger: Logger): () => Promise<void> {
+export function startPurgeJob(
+  orm: MikroORM,
+  store: IdempotencyStore,
+  intervalSeconds: number,
+  logger: Logger,
+  onPurged: (deleted: number) => void = () => {},
+): () => Promise<void> {
   if (intervalSeconds <= 0) return async () => {};
   let running: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (running) return;
     running = purgeExpired(orm, store)
       .then((deleted) => {
+        onPurged(deleted);
         if (deleted > 0) logger.info({ deleted }, 'purged expired idempotency records');
       })
       .catch((error: unknown) => logger.warn({ err: error }, 'idempotency purge failed; will retry'))
