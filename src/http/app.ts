@@ -61,7 +61,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
     genReqId: requestId,
-    requestIdLogLabel: 'requestId',
   });
   const explorer = config.http.explorer;
   const metrics = options.metrics ?? new Metrics(ormMetricsSources(orm));
