@@ -123,6 +123,28 @@ describe('landing page in development', () => {
     expect(second.body.data?.createOrder.order.id).toBe(first.body.data?.createOrder.order.id);
   });
 
+  it('opens with the ready operations: browse, order, its record and my orders, sharing the header key', async () => {
+    const { initialState } = sandboxConfig((await landingPage(url)).body);
+    for (const operation of ['query Products', 'mutation CreateOrder', 'query IdempotencyRecord', 'query MyOrders']) {
+      expect(initialState.document).toContain(operation);
+    }
+    expect(initialState.variables).toMatchObject({ key: initialState.headers['Idempotency-Key'] });
+  });
+
+  it('shows the record of the pre-filled key after the example order ran', async () => {
+    const { initialState } = sandboxConfig((await landingPage(url)).body);
+    const run = (operationName: string) =>
+      post<Record<string, { outcome?: string; key?: string } | null>>(
+        url,
+        { query: initialState.document, operationName, variables: initialState.variables },
+        initialState.headers,
+      );
+    expect((await run('CreateOrder')).body.errors).toBeUndefined();
+    const record = await run('IdempotencyRecord');
+    expect(record.body.errors).toBeUndefined();
+    expect(record.body.data?.idempotencyRecord).toMatchObject({ key: initialState.headers['Idempotency-Key'], outcome: 'SUCCEEDED' });
+  });
+
   it('answers introspection', async () => {
     const result = await server.gql<{ __schema: { types: { name: string }[] } }>('{ __schema { types { name } } }');
     expect(result.body.errors).toBeUndefined();
