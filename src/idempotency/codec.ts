@@ -20,6 +20,8 @@ export class UnreadableRecordError extends Error {
   }
 }
 
+const TAG_BYTES = 16;
+
 interface Envelope {
   readonly v: 1;
   readonly alg: 'A256GCM';
@@ -62,9 +64,12 @@ export function encryptedCodec(key: Buffer): ResultCodec {
       if (!isEnvelope(stored)) throw new UnreadableRecordError('record is not encrypted but IDEMPOTENCY_ENCRYPTION_KEY is set');
       let plain: string;
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(stored.iv, 'base64'));
+        const tag = Buffer.from(stored.tag, 'base64');
+        // A shortened tag would weaken authentication: only the full 16 bytes are accepted.
+        if (tag.length !== TAG_BYTES) throw new Error(`authentication tag must be ${TAG_BYTES} bytes`);
+        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(stored.iv, 'base64'), { authTagLength: TAG_BYTES });
         decipher.setAAD(Buffer.from(associatedData));
-        decipher.setAuthTag(Buffer.from(stored.tag, 'base64'));
+        decipher.setAuthTag(tag);
         plain = Buffer.concat([decipher.update(Buffer.from(stored.data, 'base64')), decipher.final()]).toString('utf8');
       } catch (error) {
         throw new UnreadableRecordError('record failed authentication', { cause: error });

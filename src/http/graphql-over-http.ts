@@ -1,0 +1,307 @@
+import { ApolloServerErrorCode } from '@apollo/server/errors';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  onRequestHookHandler,
+  onSendHookHandler,
+  RouteOptions,
+} from 'fastify';
+import { ErrorCode } from '../errors';
+
+/** The response media types of the GraphQL-over-HTTP specification, written as Apollo Server writes them. */
+const MEDIA_TYPES = {
+  json: 'application/json; charset=utf-8',
+  graphqlResponse: 'application/graphql-response+json; charset=utf-8',
+} as const;
+
+/** How the GraphQL route is served beyond the specification. */
+export interface GraphQLOverHttpOptions {
+  /** Apollo serves its landing page to a GET that prefers text/html (development only): such a GET skips Accept negotiation. */
+  readonly landingPage: boolean;
+}
+
+const GRAPHQL_PATH = '/graphql';
+const ALLOWED_METHODS = 'GET, POST';
+
+/**
+ * Codes of the request errors Apollo raises for a well-formed request (parse, validation, operation
+ * selection, variable coercion). The specification wants 200 for these with application/json, where
+ * Apollo answers 400; BAD_REQUEST (a malformed request) keeps its 400.
+ */
+const WELL_FORMED_REQUEST_ERROR_CODES = new Set<unknown>([
+  ApolloServerErrorCode.GRAPHQL_PARSE_FAILED,
+  ApolloServerErrorCode.GRAPHQL_VALIDATION_FAILED,
+  ApolloServerErrorCode.OPERATION_RESOLUTION_FAILURE,
+  ApolloServerErrorCode.BAD_USER_INPUT,
+  // A malformed key in a variable fails coercion of the IdempotencyKey scalar.
+  ErrorCode.IdempotencyKeyInvalid,
+]);
+
+/**
+ * Closes the gaps Apollo Server and Fastify leave in the GraphQL-over-HTTP specification on
+ * `/graphql` (docs/graphql-over-http.md lists each requirement). Call it before the route is
+ * registered: the route's own hooks are attached as it is added.
+ */
+export function registerGraphQLOverHttp(app: FastifyInstance, options: GraphQLOverHttpOptions): void {
+  // The resource exists, so other methods are 405 with Allow rather than Fastify's 404. Answered
+  // in onRequest so that no body is parsed first.
+  app.route({ url: GRAPHQL_PATH, method: ['PUT', 'PATCH', 'DELETE'], onRequest: methodNotAllowed, handler: methodNotAllowed });
+
+  let attached = false;
+  app.addHook('onRoute', (route) => {
+    if (route.url !== GRAPHQL_PATH || !methodsOf(route).includes('POST')) return;
+    attached = true;
+    route.onRequest = [...asArray(route.onRequest), negotiateRequest(options)];
+    route.onSend = [...asArray(route.onSend), legacyJsonStatus];
+    route.errorHandler = bodyErrorHandler(route.errorHandler);
+  });
+  app.addHook('onReady', async () => {
+    if (!attached) throw new Error(`registerGraphQLOverHttp() must be called before the ${GRAPHQL_PATH} route is registered`);
+  });
+}
+
+/** Accept and Content-Type are settled before the body is parsed, so a refused request executes nothing. */
+function negotiateRequest(options: GraphQLOverHttpOptions): onRequestHookHandler {
+  return async function graphqlOverHttp(request, reply) {
+    // HEAD and OPTIONS stay Apollo's (405 with Allow, CSRF prevention).
+    if (request.method !== 'GET' && request.method !== 'POST') return;
+    const accept = headerValue(request.headers.accept);
+    if (request.method === 'GET' && options.landingPage && prefersHtml(accept)) return;
+    // Apollo negotiates too, but only after executing: a mutation would commit and its answer be lost.
+    if (responseMediaType(accept) === null) {
+      return sendRequestError(reply, 406, MEDIA_TYPES.json, `Accept must allow application/graphql-response+json or application/json`);
+    }
+    if (request.method === 'POST') {
+      const problem = requestContentTypeProblem(headerValue(request.headers['content-type']));
+      if (problem !== null) return sendRequestError(reply, 415, responseMediaTypeOf(request), problem);
+      return;
+    }
+    dropAbsentGetParameters(request);
+  };
+}
+
+/**
+ * Only application/json in UTF-8 is read: Fastify would decode any declared charset as UTF-8, and
+ * other types were refused by Fastify or by Apollo's CSRF check rather than with a plain 415.
+ */
+function requestContentTypeProblem(contentType: string | undefined): string | null {
+  if (!contentType) return 'A POST request needs Content-Type: application/json';
+  const mediaType = parseMediaType(contentType);
+  if (mediaType === null || `${mediaType.type}/${mediaType.subtype}` !== 'application/json') {
+    return `Content-Type ${contentType} is not supported: send application/json`;
+  }
+  const charset = mediaType.params.get('charset')?.toLowerCase();
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    return `Request bodies must be UTF-8, got charset=${charset}`;
+  }
+  return null;
+}
+
+/**
+ * For GET the specification makes an empty operationName the same as none, and (by its note on
+ * optional parameters) `variables=null` or `extensions=null` the same as absent, where Apollo
+ * rejects all three. The integration reads the raw URL, so the URL itself is rewritten.
+ */
+function dropAbsentGetParameters(request: FastifyRequest): void {
+  const url = request.raw.url ?? '';
+  const start = url.indexOf('?');
+  if (start === -1) return;
+  const params = new URLSearchParams(url.slice(start + 1));
+  const absent = (name: string, value: string) => params.getAll(name).length === 1 && params.get(name) === value;
+  let changed = false;
+  for (const [name, value] of [
+    ['operationName', ''],
+    ['variables', 'null'],
+    ['extensions', 'null'],
+  ] as const) {
+    if (absent(name, value)) {
+      params.delete(name);
+      changed = true;
+    }
+  }
+  if (!changed) return;
+  const search = params.toString();
+  request.raw.url = search ? `${url.slice(0, start)}?${search}` : url.slice(0, start);
+}
+
+/**
+ * With application/json the specification asks for 200 on every well-formed request, request
+ * errors included, because a 4xx JSON body might come from any intermediary.
+ */
+const legacyJsonStatus: onSendHookHandler = async (_request, reply, payload) => {
+  if (reply.statusCode === 400 && typeof payload === 'string' && essenceOf(reply.getHeader('content-type')) === 'application/json') {
+    if (isWellFormedRequestErrorResponse(payload)) reply.code(200);
+  }
+  return payload;
+};
+
+function isWellFormedRequestErrorResponse(payload: string): boolean {
+  let body: unknown;
+  try {
+    body = JSON.parse(payload);
+  } catch {
+    return false;
+  }
+  if (typeof body !== 'object' || body === null || 'data' in body) return false;
+  const { errors } = body as { errors?: unknown };
+  return (
+    Array.isArray(errors) &&
+    errors.length > 0 &&
+    errors.every((error: { extensions?: { code?: unknown } } | null) => WELL_FORMED_REQUEST_ERROR_CODES.has(error?.extensions?.code))
+  );
+}
+
+type RouteErrorHandler = NonNullable<RouteOptions['errorHandler']>;
+
+/**
+ * Body parsing failures (invalid or empty JSON, too large) are answered as GraphQL errors in the
+ * negotiated media type instead of Fastify's own error shape; every other error goes on to the
+ * route's or the server's handler.
+ */
+function bodyErrorHandler(next: RouteOptions['errorHandler']): RouteErrorHandler {
+  return function graphqlBodyError(this: FastifyInstance, error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    const status = error.statusCode ?? 500;
+    if (!(error instanceof Error) || !error.code?.startsWith('FST_ERR_CTP_') || status < 400 || status >= 500) {
+      if (next) return next.call(this, error, request, reply);
+      throw error;
+    }
+    request.log.info({ err: error }, 'malformed GraphQL-over-HTTP request body');
+    return sendRequestError(reply, status, responseMediaTypeOf(request), error.message);
+  };
+}
+
+async function methodNotAllowed(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  return sendRequestError(
+    reply.header('allow', ALLOWED_METHODS),
+    405,
+    responseMediaTypeOf(request),
+    `${request.method} is not supported: use GET or POST`,
+  );
+}
+
+function sendRequestError(reply: FastifyReply, status: number, mediaType: string, message: string): FastifyReply {
+  const body = { errors: [{ message, extensions: { code: ApolloServerErrorCode.BAD_REQUEST } }] };
+  return reply.code(status).type(mediaType).send(JSON.stringify(body));
+}
+
+function responseMediaTypeOf(request: FastifyRequest): string {
+  return responseMediaType(headerValue(request.headers.accept)) ?? MEDIA_TYPES.json;
+}
+
+/** The media type Apollo will answer with, or null when the client accepts neither (406). */
+function responseMediaType(accept: string | undefined): string | null {
+  // No Accept: application/json, the legacy default that Apollo keeps (see docs/graphql-over-http.md).
+  if (!accept) return MEDIA_TYPES.json;
+  return negotiate(accept, [MEDIA_TYPES.json, MEDIA_TYPES.graphqlResponse]);
+}
+
+/** Apollo's own rule for serving its landing page: text/html strictly preferred over both JSON types. */
+function prefersHtml(accept: string | undefined): boolean {
+  return !!accept && negotiate(accept, [MEDIA_TYPES.json, MEDIA_TYPES.graphqlResponse, 'text/html']) === 'text/html';
+}
+
+interface MediaType {
+  readonly type: string;
+  readonly subtype: string;
+  readonly params: ReadonlyMap<string, string>;
+}
+
+/**
+ * RFC 9110 proactive negotiation as Apollo's `negotiator` does it: each candidate takes the quality
+ * of its most specific matching range; highest quality wins, then specificity, then the client's
+ * order, then the order of `candidates`.
+ */
+function negotiate(accept: string, candidates: readonly string[]): string | null {
+  const ranges = splitOutside(accept, ',').flatMap((part, order) => {
+    const range = parseMediaType(part);
+    if (range === null) return [];
+    const q = Number.parseFloat(range.params.get('q') ?? '1');
+    return [{ range, order, q: Number.isNaN(q) ? 0 : q }];
+  });
+  const ranked = candidates.flatMap((candidate, index) => {
+    const type = parseMediaType(candidate);
+    let best: { q: number; specificity: number; order: number } | null = null;
+    for (const { range, order, q } of ranges) {
+      const specificity = matchSpecificity(range, type);
+      if (specificity === null) continue;
+      if (best === null || specificity > best.specificity || (specificity === best.specificity && q > best.q))
+        best = { q, specificity, order };
+    }
+    return best !== null && best.q > 0 ? [{ candidate, index, ...best }] : [];
+  });
+  ranked.sort((a, b) => b.q - a.q || b.specificity - a.specificity || a.order - b.order || a.index - b.index);
+  return ranked[0]?.candidate ?? null;
+}
+
+function matchSpecificity(range: MediaType, type: MediaType | null): number | null {
+  if (type === null) return null;
+  let specificity = 0;
+  if (range.type === type.type) specificity |= 4;
+  else if (range.type !== '*') return null;
+  if (range.subtype === type.subtype) specificity |= 2;
+  else if (range.subtype !== '*') return null;
+  const params = [...range.params].filter(([name]) => name !== 'q');
+  if (params.length > 0) {
+    if (!params.every(([name, value]) => value === '*' || value.toLowerCase() === type.params.get(name)?.toLowerCase())) return null;
+    specificity |= 1;
+  }
+  return specificity;
+}
+
+/** `type/subtype; name=value` with lower-cased names; null when it is not a media type. */
+function parseMediaType(value: string): MediaType | null {
+  const [essence = '', ...parameters] = splitOutside(value, ';');
+  const match = /^([^\s/]+)\/([^\s/]+)$/.exec(essence.trim().toLowerCase());
+  if (!match) return null;
+  const params = new Map<string, string>();
+  for (const parameter of parameters) {
+    const equals = parameter.indexOf('=');
+    if (equals === -1) continue;
+    params.set(
+      parameter.slice(0, equals).trim().toLowerCase(),
+      parameter
+        .slice(equals + 1)
+        .trim()
+        .replace(/^"(.*)"$/, '$1'),
+    );
+  }
+  return { type: match[1]!, subtype: match[2]!, params };
+}
+
+function essenceOf(contentType: unknown): string | null {
+  const mediaType = typeof contentType === 'string' ? parseMediaType(contentType) : null;
+  return mediaType && `${mediaType.type}/${mediaType.subtype}`;
+}
+
+/** Splits on a separator that is not inside a quoted string. */
+function splitOutside(value: string, separator: ',' | ';'): string[] {
+  const parts: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const char of value) {
+    if (char === '"') quoted = !quoted;
+    if (char === separator && !quoted) {
+      parts.push(current);
+      current = '';
+    } else {
+      current += char;
+    }
+  }
+  parts.push(current);
+  return parts;
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+function methodsOf(route: RouteOptions): string[] {
+  return (Array.isArray(route.method) ? route.method : [route.method]).map((method) => method.toUpperCase());
+}
+
+function asArray<T>(value: T | T[] | undefined): T[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [value];
+}
