@@ -1,5 +1,5 @@
-import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
-import { connectionType, pageSize, toConnection } from '../graphql/connection';
+import { Arg, Args, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
+import { connectionType, PageArgs, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
 import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
 import type { CatalogService } from './catalog.service';
@@ -13,13 +13,7 @@ export class ProductResolver {
   constructor(private readonly catalog: CatalogService) {}
 
   @Query(() => ProductConnection, { description: 'The catalog, ordered by SKU.' })
-  async products(
-    @Ctx() ctx: Context,
-    @Arg('first', () => Int, { defaultValue: 20, description: 'Page size, at most 100 (larger values are clamped).' })
-    first: number,
-    @Arg('after', () => String, { nullable: true, description: 'endCursor of the previous page.' })
-    after: string | null,
-  ) {
+  async products(@Ctx() ctx: Context, @Args(() => PageArgs) { first, after }: PageArgs) {
     const size = pageSize(first);
     const page = await this.catalog.listProducts(ctx.em, size, after);
     return toConnection(page, (product) => this.catalog.productCursor(product), toProductView);

@@ -1,4 +1,4 @@
-import { type ClassType, Field, ObjectType } from 'type-graphql';
+import { ArgsType, type ClassType, Field, Int, ObjectType } from 'type-graphql';
 import { BadUserInputError } from '../errors';
 
 /** Largest page a client may ask for; larger `first` values are clamped to it. */
@@ -11,6 +11,16 @@ export class PageInfo {
 
   @Field(() => String, { nullable: true, description: 'Cursor of the last item of this page; pass as `after`.' })
   endCursor!: string | null;
+}
+
+/** `first` and `after` of a paginated field. */
+@ArgsType()
+export class PageArgs {
+  @Field(() => Int, { defaultValue: 20, description: 'Page size, at most 100 (larger values are clamped).' })
+  first!: number;
+
+  @Field(() => String, { nullable: true, description: 'endCursor of the previous page.' })
+  after?: string | null;
 }
 
 /** One page of items with an opaque cursor for each. */

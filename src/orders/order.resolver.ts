@@ -1,7 +1,7 @@
-import { Arg, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import { ProductType, toProductView } from '../catalog/product.type';
 import { UnauthenticatedError } from '../errors';
-import { connectionType, pageSize, toConnection } from '../graphql/connection';
+import { connectionType, PageArgs, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
 import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
 import { CancelOrderInput, CancelOrderPayload, CreateOrderInput, CreateOrderPayload } from './order.inputs';
@@ -21,13 +21,7 @@ export class OrderResolver {
   }
 
   @Query(() => OrderConnection, { description: "The viewer's orders, newest first." })
-  async orders(
-    @Ctx() ctx: Context,
-    @Arg('first', () => Int, { defaultValue: 20, description: 'Page size, at most 100 (larger values are clamped).' })
-    first: number,
-    @Arg('after', () => String, { nullable: true, description: 'endCursor of the previous page.' })
-    after: string | null,
-  ) {
+  async orders(@Ctx() ctx: Context, @Args(() => PageArgs) { first, after }: PageArgs) {
     const size = pageSize(first);
     const page = await this.service.listOrders(ctx.em, viewerOf(ctx).id, size, after);
     return toConnection(
