@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { MikroORM } from '@mikro-orm/postgresql';
@@ -47,6 +48,8 @@ export function createIdempotencyHandler(config: Config, overrides: HandlerConfi
     ttlSeconds,
     waitMs,
     codec: encryptionKey ? encryptedCodec(encryptionKey) : plainCodec,
+    // A key of its own, derived from the encryption key, so the fingerprint cannot be reversed.
+    fingerprintSecret: encryptionKey ? Buffer.from(hkdfSync('sha256', encryptionKey, '', 'idempotency-fingerprint', 32)) : undefined,
     ...overrides,
   });
 }

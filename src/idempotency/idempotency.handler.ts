@@ -52,6 +52,8 @@ export interface HandlerConfig {
   /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
   readonly cacheSize?: number;
   readonly logger?: Logger;
+  /** Keys the fingerprint (HMAC-SHA-256) so it cannot be reversed by trying inputs; default: plain SHA-256. */
+  readonly fingerprintSecret?: Buffer;
   /** Receives outcomes and timings; default: none. */
   readonly observer?: IdempotencyObserver;
 }
@@ -118,6 +120,7 @@ export class IdempotencyHandler {
   private readonly codec: ResultCodec;
   private readonly cache: ExpiringLruCache<RecordRow>;
   private readonly inFlight = new Map<string, Promise<unknown>>();
+  private readonly fingerprintSecret: Buffer | undefined;
   /** Where outcomes and timings are reported. */
   readonly observer: IdempotencyObserver;
 
@@ -130,6 +133,7 @@ export class IdempotencyHandler {
     this.codec = config.codec ?? plainCodec;
     this.cache = new ExpiringLruCache(config.cacheSize ?? 10_000);
     this.observer = config.observer ?? silentObserver;
+    this.fingerprintSecret = config.fingerprintSecret;
   }
 
   /** Executes once per (scope, key) or replays; throws the replayed or stored failure. */
@@ -160,7 +164,7 @@ export class IdempotencyHandler {
   }
 
   private async coalesce<T>(execution: Execution<T>): Promise<Completed> {
-    const print = fingerprint(execution.operation, execution.args);
+    const print = fingerprint(execution.operation, execution.args, this.fingerprintSecret);
     const slot = `${execution.scope}\u0000${execution.key}`;
     const deadline = Date.now() + this.waitMs;
     for (;;) {

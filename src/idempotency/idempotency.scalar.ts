@@ -1,4 +1,4 @@
-import { GraphQLScalarType, Kind } from 'graphql';
+import { GraphQLScalarType, Kind, valueFromASTUntyped } from 'graphql';
 import { IDEMPOTENCY_KEY_PATTERN } from './key';
 
 /** Error thrown from variable coercion; graphql-js keeps its extensions on the request error. */
@@ -8,7 +8,7 @@ class InvalidKeyValueError extends Error {
 
 /**
  * `IdempotencyKey`: a string of 1 to 64 characters of A-Z a-z 0-9 _ -. A malformed key in a
- * variable fails with IDEMPOTENCY_KEY_INVALID; a string literal is checked by the engine, which
+ * variable fails with IDEMPOTENCY_KEY_INVALID; a literal is checked by the engine, which
  * answers with the same code.
  */
 export const IdempotencyKeyScalar = new GraphQLScalarType<string, string>({
@@ -21,8 +21,7 @@ export const IdempotencyKeyScalar = new GraphQLScalarType<string, string>({
     }
     return value;
   },
-  parseLiteral: (ast) => {
-    if (ast.kind !== Kind.STRING) throw new InvalidKeyValueError('an idempotency key is a string');
-    return ast.value;
-  },
+  // Literals pass through unchecked: a failure here would surface as GRAPHQL_VALIDATION_FAILED,
+  // while the engine answers any malformed key, string or not, with IDEMPOTENCY_KEY_INVALID.
+  parseLiteral: (ast, variables) => (ast.kind === Kind.STRING ? ast.value : (valueFromASTUntyped(ast, variables) as string)),
 });
