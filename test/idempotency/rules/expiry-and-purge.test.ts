@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { IdempotencyStore, purgeExpired } from '../../../src/idempotency';
+import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
+import {
+  CREATE_ORDER_ID_ONLY,
+  type Marker,
+  markersOf,
+  newKey,
+  type Placed,
+  RECORD,
+  type RecordLookup,
+  sleep,
+  useRulesServers,
+} from './support';
+
+// Rule I10 of DESIGN.md section 6, observed over HTTP against the real server and database.
+
+describe('idempotency rules', () => {
+  const ctx = useRulesServers();
+  const { sql, countOrders, rowsOf, send } = ctx;
+
+  describe('I10: expiry', () => {
+    it('purges exactly the expired records, in batches, and reports how many', async () => {
+      const user = `purge-${randomBytes(4).toString('hex')}`;
+      await sql(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+         select $1, 'expired-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+                now() - interval '2 days', now() - make_interval(mins => n)
+           from generate_series(1, 5) as n
+         union all
+         select $1, 'live-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+                now(), now() + make_interval(mins => n)
+           from generate_series(1, 3) as n`,
+        [user],
+      );
+      const [counts] = await sql<{ expired: number; total: number }>(
+        'select count(*) filter (where expires_at <= now())::int as expired, count(*)::int as total from idempotency_records',
+      );
+      expect(counts!.expired).toBeGreaterThanOrEqual(5);
+
+      const deleted = await purgeExpired(ctx.server.orm, new IdempotencyStore(), 2);
+
+      expect(deleted).toBe(counts!.expired);
+      const [after] = await sql<{ expired: number; total: number }>(
+        'select count(*) filter (where expires_at <= now())::int as expired, count(*)::int as total from idempotency_records',
+      );
+      expect(after).toEqual({ expired: 0, total: counts!.total - deleted });
+      expect(await sql('select key from idempotency_records where user_id = $1 order by key', [user])).toEqual([
+        { key: 'live-1' },
+        { key: 'live-2' },
+        { key: 'live-3' },
+      ]);
+      expect(await purgeExpired(ctx.server.orm, new IdempotencyStore())).toBe(0);
+    });
+
+    describe('with IDEMPOTENCY_TTL_SECONDS=1', () => {
+      let shortLived: TestServer;
+      let token: string;
+
+      beforeAll(async () => {
+        shortLived = await startTestServer({ env: { IDEMPOTENCY_TTL_SECONDS: '1' } });
+        token = await shortLived.token('alice');
+      });
+
+      afterAll(async () => {
+        await shortLived?.close();
+      });
+
+      async function placeShort(quantity: number, key: string): Promise<GraphQLResponse<Placed>> {
+        const [row] = await sql<{ id: string }>("select id::text from products where sku = 'MUG-001'", [], shortLived);
+        return send<Placed>(CREATE_ORDER_ID_ONLY, { input: { lines: [{ productId: row!.id, quantity }] }, key }, { token, on: shortLived });
+      }
+
+      async function waitUntilExpired(marker: Marker): Promise<void> {
+        const wait = Date.parse(marker.expiresAt) + 300 - Date.now();
+        if (wait > 0) await sleep(wait);
+      }
+
+      it('executes a key again once its record expired, bypassing the in-memory cache', async () => {
+        const key = newKey();
+        const first = await placeShort(1, key);
+        const replay = await placeShort(1, key);
+        const marker = markersOf(first)![0]!;
+        expect(Date.parse(marker.expiresAt) - Date.parse(marker.firstExecutedAt)).toBe(1000);
+        expect(markersOf(replay)).toEqual([{ ...marker, replayed: true }]);
+        expect(replay.body.data).toEqual(first.body.data);
+        const ordersBefore = await countOrders(shortLived);
+
+        await waitUntilExpired(marker);
+        const lookup = await shortLived.gql<RecordLookup>(RECORD, { key }, { token });
+        const again = await placeShort(1, key);
+
+        expect(lookup.body).toEqual({ data: { idempotencyRecord: null } });
+        expect(again.body.errors).toBeUndefined();
+        expect(again.body.data!.createOrder.order.id).not.toBe(first.body.data!.createOrder.order.id);
+        expect(markersOf(again)).toEqual([expect.objectContaining({ key, replayed: false })]);
+        expect(Date.parse(markersOf(again)![0]!.firstExecutedAt)).toBeGreaterThan(Date.parse(marker.firstExecutedAt));
+        expect(await countOrders(shortLived)).toBe(ordersBefore + 1);
+        expect(await rowsOf(key, shortLived)).toHaveLength(1);
+      });
+
+      it('accepts other arguments with a key whose record expired', async () => {
+        const key = newKey();
+        const first = await placeShort(1, key);
+        expect(first.body.errors).toBeUndefined();
+
+        await waitUntilExpired(markersOf(first)![0]!);
+        const other = await placeShort(2, key);
+
+        expect(other.body.errors).toBeUndefined();
+        expect(markersOf(other)).toEqual([expect.objectContaining({ key, replayed: false })]);
+        expect(other.body.data!.createOrder.order.id).not.toBe(first.body.data!.createOrder.order.id);
+      });
+    });
+  });
+});

@@ -1,0 +1,238 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { startTestServer, type TestServer } from '../../support/server';
+import {
+  CANCEL_ORDER,
+  type Cancelled,
+  CREATE_ORDER,
+  CREATE_PRODUCT,
+  type CreatedProduct,
+  codesOf,
+  markersOf,
+  newKey,
+  type OrderInput,
+  type Placed,
+  useRulesServers,
+} from './support';
+
+// Rules I12 and I13 of DESIGN.md section 6, observed over HTTP against the real server and database.
+
+describe('idempotency rules', () => {
+  const ctx = useRulesServers({ uncached: true });
+  const { sql, productId, newProduct, stockOf, countOrders, snapshot, rowsOf, send, placed, mug } = ctx;
+
+  describe('I12: every state-changing mutation opts in to the generic engine', () => {
+    it('replays cancelOrder without returning stock twice, and refuses its key for another order', async () => {
+      const product = await newProduct(20);
+      const order = (await placed({ lines: [{ productId: product, quantity: 5 }] }, newKey())).body.data!.createOrder.order;
+      const other = (await placed({ lines: [{ productId: product, quantity: 1 }] }, newKey())).body.data!.createOrder.order;
+      const key = newKey();
+      const cancel = (orderId: string, target: TestServer = ctx.server) =>
+        send<Cancelled>(CANCEL_ORDER, { input: { orderId }, key }, { token: ctx.alice, on: target });
+
+      const first = await cancel(order.id);
+      expect(first.body.errors).toBeUndefined();
+      expect(first.body.data!.cancelOrder.order.status).toBe('CANCELLED');
+      expect(await stockOf(product)).toBe(19);
+      const before = await snapshot();
+
+      const replays = [await cancel(order.id), await cancel(order.id, ctx.uncached)];
+      const reused = await cancel(other.id);
+
+      for (const replay of replays) {
+        expect(replay.body.data).toEqual(first.body.data);
+        expect(markersOf(replay)).toEqual([expect.objectContaining({ path: ['cancelOrder'], key, replayed: true })]);
+      }
+      expect(codesOf(reused)).toEqual(['IDEMPOTENCY_KEY_REUSED']);
+      expect(await snapshot()).toEqual(before);
+      expect(await sql('select status from orders where id = $1', [other.id])).toEqual([{ status: 'PLACED' }]);
+      expect((await rowsOf(key))[0]!.operation).toBe('cancelOrder');
+    });
+
+    it('replays createProduct and refuses its key for another product', async () => {
+      const key = newKey();
+      const input = {
+        sku: `RULES-IDEM-${randomBytes(4).toString('hex')}`,
+        name: 'Idempotent product',
+        priceCents: 700,
+        currency: 'USD',
+        stock: 9,
+      };
+      const create = (fields: typeof input, target: TestServer = ctx.server) =>
+        send<CreatedProduct>(CREATE_PRODUCT, { input: fields, key }, { token: ctx.admin, on: target });
+
+      const first = await create(input);
+      expect(first.body.errors).toBeUndefined();
+      const before = await snapshot();
+
+      const replays = [await create(input), await create(input, ctx.uncached)];
+      const reused = await create({ ...input, name: 'Another name' });
+
+      for (const replay of replays) {
+        expect(replay.body.data).toEqual(first.body.data);
+        expect(markersOf(replay)).toEqual([expect.objectContaining({ path: ['createProduct'], key, replayed: true })]);
+      }
+      expect(codesOf(reused)).toEqual(['IDEMPOTENCY_KEY_REUSED']);
+      expect(await snapshot()).toEqual(before);
+      expect(await sql('select count(*)::int as count from products where sku = $1', [input.sku])).toEqual([{ count: 1 }]);
+    });
+
+    it('keeps the engine free of imports from orders and catalog', () => {
+      const root = path.resolve(__dirname, '../../../src');
+      const engine = path.join(root, 'idempotency');
+      const forbidden = [path.join(root, 'orders'), path.join(root, 'catalog')];
+      const files = readdirSync(engine, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
+      expect(files.length).toBeGreaterThan(5);
+
+      const offending: string[] = [];
+      for (const file of files) {
+        const source = readFileSync(path.join(engine, file), 'utf8');
+        const specifiers = [...source.matchAll(/(?:from\s+|import\s*\(\s*|require\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)].map(
+          (match) => match[1]!,
+        );
+        for (const specifier of specifiers) {
+          if (!specifier.startsWith('.')) continue;
+          const target = path.resolve(engine, path.dirname(file), specifier);
+          if (forbidden.some((folder) => target === folder || target.startsWith(`${folder}${path.sep}`)))
+            offending.push(`${file}: ${specifier}`);
+        }
+      }
+      expect(offending).toEqual([]);
+    });
+  });
+
+  describe('I13: storage', () => {
+    it('stores a 32-byte fingerprint that is the SHA-256 of the canonical arguments, not the input', async () => {
+      const key = newKey();
+      const note = 'ring the bell twice';
+      const mugId = productId('MUG-001');
+
+      await placed({ lines: [{ productId: mugId, quantity: 1 }], note }, key);
+
+      const [row] = await sql<{ fingerprint: Buffer; length: number }>(
+        'select fingerprint, octet_length(fingerprint) as length from idempotency_records where key = $1',
+        [key],
+      );
+      expect(row!.length).toBe(32);
+      const canonical = `{"arguments":{"input":{"lines":[{"productId":"${mugId}","quantity":1}],"note":"${note}"}},"operation":"createOrder"}`;
+      expect(row!.fingerprint.equals(createHash('sha256').update(canonical).digest())).toBe(true);
+      for (const encoding of ['utf8', 'latin1', 'hex', 'base64'] as const) {
+        const text = row!.fingerprint.toString(encoding);
+        expect(text).not.toContain(note);
+        expect(text).not.toContain(mugId);
+        expect(text).not.toContain(key);
+      }
+    });
+
+    it('stores the whole payload as plain JSONB when no encryption key is set', async () => {
+      const key = newKey();
+      const order = (await placed(mug(), key)).body.data!.createOrder.order;
+
+      const [row] = await sql<{ type: string; kind: string; id: string; text: string }>(
+        `select jsonb_typeof(result) as type, result->>'kind' as kind, result#>>'{payload,order,id}' as id, result::text as text
+           from idempotency_records where key = $1`,
+        [key],
+      );
+      expect(row).toEqual({ type: 'object', kind: 'payload', id: order.id, text: expect.stringContaining(order.id) });
+    });
+
+    describe('with IDEMPOTENCY_ENCRYPTION_KEY', () => {
+      let encrypted: TestServer;
+      let token: string;
+      let mugId: string;
+
+      beforeAll(async () => {
+        encrypted = await startTestServer({ env: { IDEMPOTENCY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }, cacheSize: 0 });
+        token = await encrypted.token('alice');
+        [{ id: mugId }] = (await sql<{ id: string }>("select id::text from products where sku = 'MUG-001'", [], encrypted)) as [
+          { id: string },
+        ];
+      });
+
+      afterAll(async () => {
+        await encrypted?.close();
+      });
+
+      function placeEncrypted(input: OrderInput, key: string) {
+        return send<Placed>(CREATE_ORDER, { input, key }, { token, on: encrypted });
+      }
+
+      async function storedText(key: string): Promise<string> {
+        const [row] = await sql<{ text: string }>('select result::text as text from idempotency_records where key = $1', [key], encrypted);
+        return row!.text;
+      }
+
+      it('keeps no plaintext of a payload or a failure at rest, and still replays both', async () => {
+        const [okKey, failedKey] = [newKey(), newKey()];
+        const missing = randomUUID();
+        const note = 'deliver to the back door';
+        const first = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }], note }, okKey);
+        const failure = await placeEncrypted({ lines: [{ productId: missing, quantity: 1 }] }, failedKey);
+        expect(first.body.errors).toBeUndefined();
+        expect(codesOf(failure)).toEqual(['PRODUCT_NOT_FOUND']);
+        const orderId = first.body.data!.createOrder.order.id;
+        const ordersBefore = await countOrders(encrypted);
+
+        const [okText, failedText] = [await storedText(okKey), await storedText(failedKey)];
+        for (const secret of [orderId, mugId, note, 'PLACED', 'payload', 'MUG-001']) expect(okText).not.toContain(secret);
+        for (const secret of [missing, 'PRODUCT_NOT_FOUND', 'Product not found']) expect(failedText).not.toContain(secret);
+        expect(Object.keys(JSON.parse(okText)).sort()).toEqual(['alg', 'data', 'iv', 'tag', 'v']);
+
+        const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }], note }, okKey);
+        const failureReplay = await placeEncrypted({ lines: [{ productId: missing, quantity: 1 }] }, failedKey);
+        expect(replay.body.data).toEqual(first.body.data);
+        expect(markersOf(replay)).toEqual([expect.objectContaining({ replayed: true })]);
+        expect(failureReplay.body.errors).toEqual(failure.body.errors);
+        expect(await countOrders(encrypted)).toBe(ordersBefore);
+      });
+
+      it('fails the replay of a tampered record with INTERNAL_SERVER_ERROR instead of returning other data', async () => {
+        const key = newKey();
+        const first = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);
+        const orderId = first.body.data!.createOrder.order.id;
+        const [row] = await sql<{ data: string }>(
+          "select result->>'data' as data from idempotency_records where key = $1",
+          [key],
+          encrypted,
+        );
+        const bytes = Buffer.from(row!.data, 'base64');
+        bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x20;
+        await sql(
+          "update idempotency_records set result = jsonb_set(result, '{data}', to_jsonb($2::text)) where key = $1",
+          [key, bytes.toString('base64')],
+          encrypted,
+        );
+        const before = await snapshot(encrypted);
+
+        const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);
+
+        expect(codesOf(replay)).toEqual(['INTERNAL_SERVER_ERROR']);
+        expect(replay.body.data ?? null).toBeNull();
+        expect(JSON.stringify(replay.body)).not.toContain(orderId);
+        expect(await snapshot(encrypted)).toEqual(before);
+      });
+
+      it('fails the replay of a record copied onto another key instead of replaying it', async () => {
+        const [source, target] = [newKey(), newKey()];
+        const input = { lines: [{ productId: mugId, quantity: 1 }] };
+        const sourceOrder = (await placeEncrypted(input, source)).body.data!.createOrder.order.id;
+        const targetOrder = (await placeEncrypted(input, target)).body.data!.createOrder.order.id;
+        await sql(
+          `update idempotency_records t set result = s.result from idempotency_records s
+            where t.key = $2 and s.key = $1 and s.user_id = t.user_id`,
+          [source, target],
+          encrypted,
+        );
+        const before = await snapshot(encrypted);
+
+        const replay = await placeEncrypted(input, target);
+
+        expect(codesOf(replay)).toEqual(['INTERNAL_SERVER_ERROR']);
+        expect(JSON.stringify(replay.body)).not.toContain(sourceOrder);
+        expect(JSON.stringify(replay.body)).not.toContain(targetOrder);
+        expect(await snapshot(encrypted)).toEqual(before);
+      });
+    });
+  });
+});
