@@ -1,4 +1,6 @@
+import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerErrorCode, unwrapResolverError } from '@apollo/server/errors';
+import type { FastifyBaseLogger } from 'fastify';
 import type { GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { isTransientDatabaseError } from '../database/transient';
@@ -18,28 +20,64 @@ const REQUEST_ERROR_CODES = new Set<string>([
   ErrorCode.IdempotencyKeyInvalid,
 ]);
 
+/** How an error reaches the client: as itself, as SERVICE_UNAVAILABLE, or masked. */
+export type ErrorClass = 'client' | 'request' | 'transient' | 'unexpected';
+
+/** Classifies an error as Apollo hands it over (possibly wrapping a resolver's error). */
+export function classifyError(error: unknown, code?: unknown): ErrorClass {
+  const original = unwrapResolverError(error);
+  if (original instanceof AppError) return 'client';
+  if (isTransientDatabaseError(original)) return 'transient';
+  if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code) && original === error) return 'request';
+  return 'unexpected';
+}
+
 /**
- * Builds Apollo's `formatError`: client-facing errors keep their code and message; anything
- * unexpected is logged with its cause and masked, so no stack, SQL or path reaches a client.
+ * Apollo's `formatError`: client-facing errors keep their code and message; anything
+ * unexpected is masked, so no stack, SQL or path reaches a client. Logging happens in
+ * {@link errorLogPlugin}, under the request's id.
  */
-export function createFormatError(logger: Logger) {
-  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
-    const original = unwrapResolverError(error);
-    const base = { locations: formatted.locations, path: formatted.path };
-    if (original instanceof AppError) {
-      return { ...base, message: original.message, extensions: { ...original.details, code: original.code } };
+export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  const original = unwrapResolverError(error);
+  const base = { locations: formatted.locations, path: formatted.path };
+  const kind = classifyError(error, formatted.extensions?.code);
+  switch (kind) {
+    case 'client': {
+      const client = original as AppError;
+      return { ...base, message: client.message, extensions: { ...client.details, code: client.code } };
     }
-    if (isTransientDatabaseError(original)) {
-      logger.warn({ err: original, path: formatted.path }, 'database unavailable');
+    case 'transient': {
       const unavailable = new ServiceUnavailableError();
       return { ...base, message: unavailable.message, extensions: { ...unavailable.details, code: unavailable.code } };
     }
-    const code = formatted.extensions?.code;
-    if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code) && original === error) {
+    case 'request': {
       const { stacktrace: _stacktrace, exception: _exception, ...extensions } = formatted.extensions ?? {};
       return { ...formatted, message: formatted.message.replace(/^Context creation failed: /, ''), extensions };
     }
-    logger.error({ err: original, path: formatted.path }, 'unexpected error in GraphQL execution');
-    return { ...base, message: 'Internal server error', extensions: { code: ErrorCode.InternalServerError } };
+    case 'unexpected':
+      return { ...base, message: 'Internal server error', extensions: { code: ErrorCode.InternalServerError } };
+    default: {
+      const unreachable: never = kind;
+      throw new Error(`unknown error class ${String(unreachable)}`);
+    }
+  }
+}
+
+/** Logs transient and unexpected errors with their cause, under the request's logger. */
+export function errorLogPlugin<C extends { log?: FastifyBaseLogger }>(fallback: Logger): ApolloServerPlugin<C> {
+  return {
+    async requestDidStart() {
+      return {
+        async didEncounterErrors({ contextValue, errors }) {
+          const log = contextValue?.log ?? fallback;
+          for (const error of errors) {
+            const kind = classifyError(error, error.extensions?.code);
+            const original = unwrapResolverError(error);
+            if (kind === 'transient') log.warn({ err: original, path: error.path }, 'database unavailable');
+            if (kind === 'unexpected') log.error({ err: original, path: error.path }, 'unexpected error in GraphQL execution');
+          }
+        },
+      };
+    },
   };
 }

@@ -1,6 +1,6 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { ApolloArmor } from '@escape.tech/graphql-armor';
-import { GraphQLError, Kind, type ValidationContext, type ValidationRule } from 'graphql';
+import { GraphQLError, Kind, type SelectionSetNode, type ValidationContext, type ValidationRule } from 'graphql';
 
 /** Limits on the shape of an operation; every value is documented in docs/operations.md. */
 export const QUERY_LIMITS = {
@@ -46,10 +46,24 @@ function maxMutationFields(limit: number): ValidationRule {
   return (context: ValidationContext) => ({
     OperationDefinition(node) {
       if (node.operation !== 'mutation') return;
-      const fields = node.selectionSet.selections.filter((selection) => selection.kind === Kind.FIELD).length;
+      const fields = rootFieldCount(context, node.selectionSet, new Set());
       if (fields > limit) {
         context.reportError(new GraphQLError(`Mutation field limit of ${limit} exceeded, found ${fields}.`, { nodes: node }));
       }
     },
   });
+}
+
+/** Root fields of a selection set, counted through inline fragments and fragment spreads. */
+function rootFieldCount(context: ValidationContext, selectionSet: SelectionSetNode, seen: Set<string>): number {
+  let count = 0;
+  for (const selection of selectionSet.selections) {
+    if (selection.kind === Kind.FIELD) count += 1;
+    else if (selection.kind === Kind.INLINE_FRAGMENT) count += rootFieldCount(context, selection.selectionSet, seen);
+    else if (!seen.has(selection.name.value)) {
+      const fragment = context.getFragment(selection.name.value);
+      if (fragment) count += rootFieldCount(context, fragment.selectionSet, new Set([...seen, selection.name.value]));
+    }
+  }
+  return count;
 }

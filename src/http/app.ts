@@ -2,11 +2,11 @@ import { hkdfSync } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { MikroORM } from '@mikro-orm/postgresql';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
 import type { Context } from '../graphql/context';
-import { createFormatError } from '../graphql/format-error';
+import { errorLogPlugin, formatError } from '../graphql/format-error';
 import { queryLimits } from '../graphql/limits';
 import { buildSchema } from '../graphql/schema';
 import {
@@ -19,6 +19,7 @@ import {
 } from '../idempotency';
 import { Metrics } from '../observability/metrics';
 import { requestLogPlugin } from '../observability/request-log.plugin';
+import { safeError, safeRequest } from '../observability/serializers';
 import { ormMetricsSources } from '../observability/sources';
 import { createContext } from './context';
 import { registerGraphQLRoute } from './graphql.route';
@@ -59,11 +60,14 @@ export const BODY_LIMIT = 100 * 1024;
 
 /** Builds the HTTP server: /graphql through Apollo Server, health, readiness and metrics. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const { config, orm, logger } = options;
+  const { config, orm } = options;
+  // Whatever logger is handed in, errors and requests are logged without SQL values or query strings.
+  const logger = options.logger.child({}, { serializers: { err: safeError, req: safeRequest } });
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
     genReqId: requestId,
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
   });
   const explorer = config.http.explorer;
   const metrics = options.metrics ?? new Metrics(ormMetricsSources(orm));
@@ -74,6 +78,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     explorer ? sandboxLandingPage(options.sandbox) : ApolloServerPluginLandingPageDisabled(),
     idempotencyResponsePlugin<Context>(),
     requestLogPlugin(metrics),
+    errorLogPlugin<Context>(logger),
     ...(limits.plugins as ApolloServerPlugin<Context>[]),
   ];
   const apollo = new ApolloServer<Context>({
@@ -84,7 +89,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     introspection: explorer,
     includeStacktraceInErrorResponses: false,
     allowBatchedHttpRequests: false,
-    formatError: createFormatError(logger),
+    // Automatic persisted queries would hide the operation from the mutation rate limit, which
+    // reads the query text; clients here send full documents.
+    persistedQueries: false,
+    formatError,
     csrfPrevention: true,
     // Shutdown order is owned by main.ts: HTTP drains first, then the pool, then the database.
     stopOnTerminationSignals: false,

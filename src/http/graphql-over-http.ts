@@ -162,6 +162,11 @@ type RouteErrorHandler = NonNullable<RouteOptions['errorHandler']>;
  */
 function bodyErrorHandler(next: RouteOptions['errorHandler']): RouteErrorHandler {
   return function graphqlBodyError(this: FastifyInstance, error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+    if (isPreparedAnswer(error)) {
+      // @fastify/rate-limit throws the GraphQL-shaped body it built; it carries its own status.
+      const { statusCode, ...body } = error;
+      return reply.code(statusCode).type(responseMediaTypeOf(request)).send(body);
+    }
     const status = error.statusCode ?? 500;
     if (!(error instanceof Error) || !error.code?.startsWith('FST_ERR_CTP_') || status < 400 || status >= 500) {
       if (next) return next.call(this, error, request, reply);
@@ -179,6 +184,12 @@ async function methodNotAllowed(request: FastifyRequest, reply: FastifyReply): P
     responseMediaTypeOf(request),
     `${request.method} is not supported: use GET or POST`,
   );
+}
+
+function isPreparedAnswer(error: unknown): error is { statusCode: number; errors: unknown[] } {
+  if (error instanceof Error || error === null || typeof error !== 'object') return false;
+  const { statusCode, errors } = error as { statusCode?: unknown; errors?: unknown };
+  return typeof statusCode === 'number' && statusCode >= 400 && Array.isArray(errors);
 }
 
 function sendRequestError(reply: FastifyReply, status: number, mediaType: string, message: string): FastifyReply {
