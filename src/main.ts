@@ -41,11 +41,16 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    const deadline = Date.now() + config.http.shutdownGraceMs;
     try {
       await stopPurge?.();
       await closeWithin(app, config.http.shutdownGraceMs, logger);
       logger.debug('http server closed');
-      await orm?.close(true);
+      // A request cut by the grace period may still hold a connection (waiting on a lock or a
+      // slow statement); its transaction rolls back when the process exits and the socket closes.
+      await withTimeout(orm?.close(true), Math.max(1_000, deadline - Date.now())).catch((error: unknown) => {
+        logger.warn({ err: error }, 'database pool still busy after the grace period; its transactions roll back on exit');
+      });
       logger.debug('database pool closed');
     } catch (error) {
       logger.error({ err: error }, 'error while closing the server');

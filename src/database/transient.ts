@@ -20,6 +20,8 @@ const TRANSIENT_MESSAGES = [
   'Client has encountered a connection error',
   'terminating connection',
   'Connection lost',
+  // knex's wording when BEGIN failed on a lost connection and a statement followed it.
+  'Transaction query already complete',
 ];
 
 /**

@@ -1,0 +1,184 @@
+import net from 'node:net';
+import { Client } from 'pg';
+import { type ServerProcess, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
+import { createTestDatabase, dropTestDatabase } from '../support/database';
+import {
+  type CreateOrderResponse,
+  createOrder,
+  ledger,
+  markerOf,
+  orderIdOf,
+  productId,
+  serverEnv,
+  sleep,
+  sql,
+  tokenFor,
+  untilNoOtherConnections,
+} from './orders-client';
+
+// SIGTERM while a mutation is in flight (main.ts): HTTP drains for SHUTDOWN_GRACE_MS, then the
+// remaining connections are cut and the process exits. Either way rule I4 must hold: an order
+// and its record commit together or not at all, and a retry with the key settles the outcome.
+
+/** What a client saw: a response, or the connection failing under it. */
+type Outcome = { kind: 'response'; response: CreateOrderResponse } | { kind: 'network-error'; error: unknown };
+
+function settle(request: Promise<CreateOrderResponse>): Promise<Outcome> {
+  return request.then(
+    (response) => ({ kind: 'response', response }),
+    (error: unknown) => ({ kind: 'network-error', error }),
+  );
+}
+
+/** A row lock held by a transaction of the test's own; `release` ends it (once, however often called). */
+interface HeldLock {
+  release(): Promise<void>;
+}
+
+/** Locks one product row, as a slow concurrent order would. */
+async function lockProduct(databaseUrl: string, id: string): Promise<HeldLock> {
+  const client = new Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('begin');
+  await client.query('select id from products where id = $1 for update', [id]);
+  let released: Promise<void> | undefined;
+  return {
+    release: () => {
+      released ??= client.query('rollback').then(
+        () => client.end(),
+        () => client.end(),
+      );
+      return released;
+    },
+  };
+}
+
+/** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
+async function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const [row] = await sql<{ waiting: number }>(
+      databaseUrl,
+      `select count(*)::int as waiting from pg_stat_activity
+        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+    );
+    if (row!.waiting > 0) return;
+    if (Date.now() > deadline) throw new Error('no session started waiting on the held product lock');
+    await sleep(25);
+  }
+}
+
+/** Whether a TCP connection to `port` on 127.0.0.1 is refused. */
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+describe('SIGTERM with a createOrder in flight', () => {
+  let databaseUrl: string;
+  let pen: string;
+
+  beforeAll(async () => {
+    databaseUrl = await createTestDatabase();
+    // One start migrates and seeds; the tests' servers then find the database ready.
+    const first = await startServer(serverEnv(databaseUrl));
+    expect(await signalServer(first, 'SIGTERM')).toEqual({ code: 0, signal: null });
+    pen = await productId(databaseUrl, 'PEN-001');
+  });
+
+  afterAll(async () => {
+    await stopAllServers();
+    if (databaseUrl) await dropTestDatabase(databaseUrl);
+  });
+
+  it('lets the in-flight order finish, exits 0, and the key replays that order after a restart', async () => {
+    const user = 'shutdown-drain';
+    const token = await tokenFor(user);
+    const key = 'drain-key-1';
+    const server = await startServer(serverEnv(databaseUrl));
+    const port = Number(new URL(server.url).port);
+
+    const lock = await lockProduct(databaseUrl, pen);
+    try {
+      const outcome = settle(createOrder(server.url, token, key, pen));
+      await untilSomeoneWaitsOnALock(databaseUrl);
+      const exit = signalServer(server, 'SIGTERM');
+      await sleep(300);
+      await lock.release();
+
+      const seen = await outcome;
+      if (seen.kind !== 'response') throw new Error(`the in-flight request was cut: ${String(seen.error)}`);
+      expect(seen.response.status).toBe(200);
+      expect(seen.response.body.errors).toBeUndefined();
+      const orderId = orderIdOf(seen.response);
+      expect(orderId).toEqual(expect.any(String));
+      expect(markerOf(seen.response)).toMatchObject({ key, replayed: false });
+      expect(await exit).toEqual({ code: 0, signal: null });
+      expect(await connectionRefused(port)).toBe(true);
+
+      const restarted = await startServer(serverEnv(databaseUrl));
+      const retry = await createOrder(restarted.url, token, key, pen);
+      expect(retry.body.errors).toBeUndefined();
+      expect(orderIdOf(retry)).toBe(orderId);
+      expect(markerOf(retry)).toMatchObject({ key, replayed: true });
+      expect(await signalServer(restarted, 'SIGTERM')).toEqual({ code: 0, signal: null });
+
+      const stored = await ledger(databaseUrl, user, pen);
+      expect(stored.orderIds).toEqual([orderId]);
+      expect(stored.records).toEqual({ [key]: orderId });
+    } finally {
+      await lock.release();
+    }
+  });
+
+  it('cuts a request still running after SHUTDOWN_GRACE_MS and leaves no order without its record', async () => {
+    const user = 'shutdown-grace';
+    const token = await tokenFor(user);
+    const key = 'grace-key-1';
+    const server: ServerProcess = await startServer(serverEnv(databaseUrl, { SHUTDOWN_GRACE_MS: '500' }));
+    const before = await ledger(databaseUrl, user, pen);
+
+    const lock = await lockProduct(databaseUrl, pen);
+    const lockedAt = Date.now();
+    try {
+      const outcome = settle(createOrder(server.url, token, key, pen));
+      await untilSomeoneWaitsOnALock(databaseUrl);
+      const signalledAt = Date.now();
+      const exiting = signalServer(server, 'SIGTERM');
+      // The lock is held for 5 s whatever the server does, so a server that waits for the
+      // blocked transaction instead of honouring its grace shows up as a late exit.
+      const released = sleep(Math.max(0, lockedAt + 5_000 - Date.now())).then(() => lock.release());
+      const exit = await exiting;
+      const exitedAfterMs = Date.now() - signalledAt;
+
+      const seen = await outcome;
+      await released;
+
+      // Whatever the process left behind is settled once its sessions are gone: an order and
+      // its record together, or neither.
+      await untilNoOtherConnections(databaseUrl);
+      const after = await ledger(databaseUrl, user, pen);
+      expect(after.orphanOrders).toBe(0);
+      if (after.orderIds.length === 0) {
+        expect(after.records).toEqual({});
+        expect(after.stock).toBe(before.stock);
+      } else {
+        expect(after.orderIds).toHaveLength(1);
+        expect(after.records).toEqual({ [key]: after.orderIds[0] });
+        expect(after.stock).toBe(before.stock - 1);
+      }
+
+      if (seen.kind === 'response') expect(seen.response.status).toBe(503);
+      expect(exit.signal).toBeNull();
+      expect(exitedAfterMs).toBeLessThan(3_000);
+    } finally {
+      await lock.release();
+    }
+  });
+});
