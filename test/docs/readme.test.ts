@@ -8,12 +8,31 @@ const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 const README = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
-/** The shell blocks of one README section, in order. */
-function shellBlocks(section: string): string[] {
-  const start = README.indexOf(`## ${section}`);
-  const end = README.indexOf('\n## ', start + 1);
-  const text = README.slice(start, end === -1 ? undefined : end);
+const GUIDE = readFileSync(path.join(ROOT, 'docs', 'idempotency.md'), 'utf8');
+
+/** The shell blocks of one section of a document (the whole document without a section), in order. */
+function shellBlocks(document: string, section?: string): string[] {
+  const start = section ? document.indexOf(`## ${section}`) : 0;
+  const end = section ? document.indexOf('\n## ', start + 1) : -1;
+  const text = document.slice(start, end === -1 ? undefined : end);
   return [...text.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1] as string);
+}
+
+/** Runs shell blocks as one script against the test server, returning each block's output. */
+async function runBlocks(server: TestServer, blocks: string[]): Promise<string[]> {
+  // Only the address changes (the test server listens on a free port), and the token command
+  // runs the already built CLI instead of rebuilding while other tests use dist/.
+  const script = blocks
+    .map((block, index) => `${block}\necho "---block ${index}---"`)
+    .join('\n')
+    .replaceAll('http://127.0.0.1:4000/graphql', server.url)
+    .replaceAll('npm run --silent token --', `node ${path.join(ROOT, 'dist/src/auth/token.cli.js')}`);
+  const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', script], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
+    timeout: 30_000,
+  });
+  return stdout.split(/---block \d+---\n?/);
 }
 
 describe('the README walkthrough, run as written', () => {
@@ -26,21 +45,9 @@ describe('the README walkthrough, run as written', () => {
   });
 
   it('places one order, replays it on the identical retry and refuses the reused key', async () => {
-    const blocks = shellBlocks('Your first idempotent mutation');
+    const blocks = shellBlocks(README, 'Your first idempotent mutation');
     expect(blocks).toHaveLength(4);
-    // Only the address changes (the test server listens on a free port), and the token command
-    // runs the already built CLI instead of rebuilding while other tests use dist/.
-    const script = blocks
-      .map((block, index) => `${block}\necho "---block ${index}---"`)
-      .join('\n')
-      .replaceAll('http://127.0.0.1:4000/graphql', server.url)
-      .replaceAll('npm run --silent token --', `node ${path.join(ROOT, 'dist/src/auth/token.cli.js')}`);
-    const { stdout } = await run('bash', ['-euo', 'pipefail', '-c', script], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' },
-      timeout: 30_000,
-    });
-    const outputs = stdout.split(/---block \d---\n?/);
+    const outputs = await runBlocks(server, blocks);
     const [, first, replay, reused] = outputs;
 
     expect(first).toMatch(/^HTTP\/1\.1 200/);
@@ -59,5 +66,15 @@ describe('the README walkthrough, run as written', () => {
       { token: await server.token('alice') },
     );
     expect(orders.body.data?.orders.edges).toEqual([{ node: { id: orderId } }]);
+  });
+  it("runs the guide's commands: a keyed order and the lookup of its record", async () => {
+    const setup = shellBlocks(README, 'Your first idempotent mutation')[0] as string;
+    const guide = shellBlocks(GUIDE);
+    expect(guide).toHaveLength(2);
+    const [, order, record] = await runBlocks(server, [setup, ...guide]);
+    expect(order).toContain('"status":"PLACED"');
+    expect(JSON.parse(record ?? '')).toMatchObject({
+      data: { idempotencyRecord: { key: 'order-7f3a9c', operation: 'createOrder', outcome: 'SUCCEEDED' } },
+    });
   });
 });

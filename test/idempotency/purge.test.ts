@@ -1,0 +1,79 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pino from 'pino';
+import { IdempotencyStore, startPurgeJob } from '../../src/idempotency';
+import { withClient } from '../support/database';
+import { startTestServer, type TestServer } from '../support/server';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(__dirname, '..', '..');
+
+/** Inserts `expired` records already past their expiry and `live` ones, for one user. */
+async function insertRecords(server: TestServer, user: string, expired: number, live: number): Promise<void> {
+  await withClient(server.databaseUrl, (client) =>
+    client.query(
+      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+       select $1, 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{}'::jsonb, now() - interval '2 days',
+              case when n <= $2::int then now() - interval '1 hour' else now() + interval '1 hour' end
+         from generate_series(1, $2::int + $3::int) as n`,
+      [user, expired, live],
+    ),
+  );
+}
+
+async function recordsOf(server: TestServer, user: string): Promise<{ expired: number; live: number }> {
+  return withClient(server.databaseUrl, async (client) => {
+    const { rows } = await client.query(
+      'select count(*) filter (where expires_at <= now()) as expired, count(*) filter (where expires_at > now()) as live from idempotency_records where user_id = $1',
+      [user],
+    );
+    return { expired: Number(rows[0].expired), live: Number(rows[0].live) };
+  });
+}
+
+describe('purging expired idempotency records', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ seed: false, env: { IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('npm run idempotency:purge deletes the expired records, keeps the live ones and prints how many it removed', async () => {
+    await insertRecords(server, 'cli-user', 12_000, 30);
+    // The command the docs show, minus its build step (the suite runs on the built dist/).
+    const { stdout } = await run(process.execPath, [path.join(ROOT, 'dist/src/idempotency/purge.cli.js')], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: server.databaseUrl, LOG_LEVEL: 'warn' },
+      timeout: 30_000,
+    });
+    expect(stdout).toMatch(/^purged 12000 expired idempotency records in \d+ ms\n$/);
+    expect(await recordsOf(server, 'cli-user')).toEqual({ expired: 0, live: 30 });
+  });
+
+  it('runs in the background every interval and reports each purge', async () => {
+    await insertRecords(server, 'job-user', 50, 5);
+    const purged: number[] = [];
+    const stop = startPurgeJob(server.orm, new IdempotencyStore(), 1, pino({ level: 'silent' }), (deleted) => purged.push(deleted));
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await recordsOf(server, 'job-user')).expired > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    } finally {
+      await stop();
+    }
+    expect(await recordsOf(server, 'job-user')).toEqual({ expired: 0, live: 5 });
+    expect(purged.reduce((sum, deleted) => sum + deleted, 0)).toBeGreaterThanOrEqual(50);
+  });
+
+  it('does nothing when the interval is 0', async () => {
+    await insertRecords(server, 'idle-user', 3, 0);
+    const stop = startPurgeJob(server.orm, new IdempotencyStore(), 0, pino({ level: 'silent' }));
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await stop();
+    expect(await recordsOf(server, 'idle-user')).toEqual({ expired: 3, live: 0 });
+  });
+});
