@@ -1,0 +1,160 @@
+import type { LoadResult } from './load';
+import { Section, sharedMachineNote, timestamp, writeResults } from './results';
+import type { LoadSettings, PurgeResult, StormResult } from './scenarios';
+import { fmt, mib, table } from './support';
+
+/** One autocannon scenario's figures. */
+export interface Row {
+  readonly name: string;
+  readonly server: string;
+  readonly result: LoadResult;
+  /** Mean idempotency_engine_overhead_seconds per createOrder during the scenario, ms. */
+  readonly engineMs?: number;
+}
+
+export interface RunReport {
+  readonly command: string;
+  readonly started: Date;
+  readonly environment: string;
+  readonly settings: LoadSettings;
+  readonly users: number;
+  readonly records: number;
+  readonly rows: readonly Row[];
+  readonly storm: StormResult;
+  readonly scale: { readonly loadSeconds: number; readonly rows: number; readonly size: string };
+  readonly purge: PurgeResult & { readonly leftExpired: number };
+  readonly memory: readonly { readonly name: string; readonly peak: number | undefined }[];
+}
+
+interface Check {
+  readonly name: string;
+  readonly value: string;
+  readonly target: string;
+  readonly pass: boolean;
+}
+
+/** Prints the run's tables and ratios and writes them to RESULTS.md. */
+export async function report(run: RunReport): Promise<void> {
+  const rps = (name: string) => run.rows.find((row) => row.name === name)?.result.rps ?? Number.NaN;
+  const p99 = (name: string) => run.rows.find((row) => row.name === name)?.result.p99 ?? Number.NaN;
+  const ratio = (a: string, b: string, target: number): Check => {
+    const value = rps(a) / rps(b);
+    return {
+      name: `${a} / ${b}`,
+      value: `${fmt(value, 2)} (p99 ${fmt(p99(a) / p99(b), 2)}×)`,
+      target: `≥ ${fmt(target, 2)}`,
+      pass: value >= target,
+    };
+  };
+  const { storm, purge } = run;
+  const dip = purge.during.rps / rps('scale-first');
+  const errors = run.rows.reduce((sum, row) => sum + row.result.errors, storm.errors);
+  const checks: Check[] = [
+    ratio('first', 'baseline', 0.9),
+    ratio('replay', 'first', 2),
+    ratio('replay', 'floor', 0.7),
+    {
+      name: 'storm executions per key',
+      value: storm.minExecutions === storm.maxExecutions ? `${storm.maxExecutions}` : `${storm.minExecutions}..${storm.maxExecutions}`,
+      target: '= 1',
+      pass: storm.minExecutions === 1 && storm.maxExecutions === 1 && storm.divergentKeys === 0,
+    },
+    {
+      name: 'storm p99 / first p99',
+      value: `${fmt(storm.p99 / p99('first'), 2)} (${fmt(storm.p99, 1)} / ${fmt(p99('first'), 1)} ms)`,
+      target: '< 3',
+      pass: storm.p99 < 3 * p99('first'),
+    },
+    ratio('scale-first', 'first', 0.9),
+    ratio('scale-replay', 'replay', 0.9),
+    ratio('scale-replay-db', 'replay-db', 0.9),
+    { name: 'purge rows/s', value: fmt(purge.rowsPerSecond), target: '≥ 50,000', pass: purge.rowsPerSecond >= 50_000 },
+    {
+      name: 'first during purge / scale-first',
+      value: `${fmt(dip, 2)} (${fmt(purge.during.rps)} / ${fmt(rps('scale-first'))} req/s)`,
+      target: '≥ 0.80',
+      pass: dip >= 0.8,
+    },
+    { name: 'errors in all scenarios', value: fmt(errors), target: '= 0', pass: errors === 0 },
+  ];
+
+  const scenarioTable = table(
+    ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'responses', 'engine ms/call'],
+    [
+      ...run.rows.map((row) => [
+        row.name,
+        row.server,
+        fmt(row.result.rps),
+        fmt(row.result.p50, 1),
+        fmt(row.result.p99, 1),
+        fmt(row.result.errors),
+        fmt(row.result.responses),
+        fmt(row.engineMs, 2),
+      ]),
+      ['storm', 'engine', 'n/a', fmt(storm.p50, 1), fmt(storm.p99, 1), fmt(storm.errors), `${fmt(storm.keys)} × ${fmt(storm.size)}`, 'n/a'],
+      [
+        'purge (first under load)',
+        'engine',
+        fmt(purge.during.rps),
+        fmt(purge.during.p50, 1),
+        fmt(purge.during.p99, 1),
+        fmt(purge.load.errors),
+        fmt(purge.during.responses),
+        'n/a',
+      ],
+    ],
+  );
+  const checkTable = table(
+    ['ratio / check', 'value', 'target', 'result'],
+    checks.map((check) => [check.name, check.value, check.target, check.pass ? 'pass' : '**FAIL**']),
+  );
+  const errorNotes = run.rows
+    .filter((row) => row.result.errors > 0)
+    .map((row) => `- ${row.name}: ${row.result.errors} errors, e.g. \`${(row.result.sampleError ?? '').replaceAll('`', "'")}\``);
+  if (storm.errors > 0) errorNotes.push(`- storm: ${storm.errors} errors, e.g. \`${(storm.sampleError ?? '').replaceAll('`', "'")}\``);
+  const finished = new Date();
+  const minutes = (finished.getTime() - run.started.getTime()) / 60_000;
+
+  const body = [
+    `Taken ${timestamp(run.started)}; the whole run took ${fmt(minutes, 1)} minutes.`,
+    '',
+    sharedMachineNote(),
+    '',
+    run.environment,
+    `- Command: \`${run.command}\``,
+    `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
+    '',
+    '### Scenarios',
+    '',
+    scenarioTable,
+    '',
+    'floor: `{ __typename }` with a bearer token · baseline: createOrder with the engine bypassed (bench/bypass-handler.ts) · first: a new key per request · replay: one stored key, answered from the in-process cache · replay-db: random stored keys on a server with the replay cache off (one primary-key read each) · storm: concurrent duplicates of one key, repeated per key · scale-*: after loading the records below · engine ms/call: mean of the server’s own `idempotency_engine_overhead_seconds` over the scenario (warm-up included; it counts everything around the mutation: pool waits, the lookup, BEGIN, the record insert and COMMIT).',
+    '',
+    `Storm: ${fmt(storm.keys)} keys × ${fmt(storm.size)} concurrent requests; orders per key ${storm.minExecutions}..${storm.maxExecutions} (from the database), engine executions ${fmt(storm.engineExecuted)}, replayed answers ${fmt(storm.replayed)}, keys with differing answers ${storm.divergentKeys}.`,
+    '',
+    `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
+    '',
+    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran; throughput ${fmt(purge.before.rps)} req/s before it, ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
+    '',
+    '### Ratios and targets',
+    '',
+    checkTable,
+    '',
+    '### Memory',
+    '',
+    `Peak RSS (VmHWM) of each server process over the whole run: ${run.memory.map((server) => `${server.name} ${mib(server.peak)}`).join(', ')}.`,
+    ...(errorNotes.length > 0 ? ['', '### Errors', '', ...errorNotes] : []),
+  ].join('\n');
+
+  process.stdout.write(`\n${body}\n`);
+  const passed = checks.filter((check) => check.pass).length;
+  const key = (name: string) => checks.find((check) => check.name.startsWith(name))?.value.split(' ')[0] ?? 'n/a';
+  await writeResults(
+    Section.Latest,
+    body,
+    `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections): ` +
+      `first/baseline ${key('first / baseline')}, replay/first ${key('replay / first')}, replay/floor ${key('replay / floor')}, ` +
+      `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
+      `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${checks.length} checks pass`,
+  );
+}

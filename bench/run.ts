@@ -1,0 +1,153 @@
+import 'reflect-metadata';
+import path from 'node:path';
+import {
+  type BenchServer,
+  headers,
+  mintTokens,
+  orderBodies,
+  post,
+  productIds,
+  scrape,
+  startDatabase,
+  startServer,
+  userId,
+} from './fixture';
+import { type LoadResult, summary } from './load';
+import { type Row, report } from './report';
+import { environment } from './results';
+import {
+  firstOrders,
+  floor,
+  type LoadSettings,
+  loadRecords,
+  purgeUnderLoad,
+  RECORD_USERS,
+  replayLoaded,
+  replayOne,
+  runId,
+  storm,
+} from './scenarios';
+import { commandLine, fmt, numberArg, readArgs, runCommand } from './support';
+
+/** Records preloaded for the no-scale replay-db run (the scale run loads --records). */
+const SMALL_RECORDS = 10_000;
+
+runCommand(async (cleanup) => {
+  const args = readArgs('npm run bench', {
+    duration: { type: 'string', default: '10', description: 'seconds of measured load per scenario' },
+    warmup: { type: 'string', default: '3', description: 'seconds of unmeasured load before each scenario' },
+    connections: { type: 'string', default: '10', description: 'concurrent connections of the load generator' },
+    users: { type: 'string', default: '100', description: 'users the requests are spread over (round-robin)' },
+    records: { type: 'string', default: '1000000', description: 'live records loaded for the scale runs (as many expired ones too)' },
+    'storm-keys': { type: 'string', default: '50', description: 'keys in the storm scenario' },
+    'storm-size': { type: 'string', default: '100', description: 'concurrent requests per storm key' },
+    profile: { type: 'string', description: 'folder for V8 CPU profiles of the servers (written when they stop)' },
+  });
+  const settings: LoadSettings = {
+    seconds: numberArg(args, 'duration', 1),
+    warmupSeconds: numberArg(args, 'warmup', 0),
+    connections: numberArg(args, 'connections', 1),
+  };
+  const users = Math.min(numberArg(args, 'users', 1), RECORD_USERS);
+  const records = numberArg(args, 'records', 1);
+  const stormKeys = numberArg(args, 'storm-keys', 1);
+  const stormSize = numberArg(args, 'storm-size', 2);
+  const started = new Date();
+  const id = runId();
+
+  const db = await startDatabase(cleanup);
+  const env = await environment(db.pool);
+  const profileDir = args.profile === undefined ? undefined : path.resolve(args.profile);
+  const engine = await startServer(cleanup, 'engine', db.url, { mode: 'engine', profileDir });
+  const bypass = await startServer(cleanup, 'bypass', db.url, { mode: 'bypass', profileDir });
+  // replay-db: the engine with its replay cache off, so every replay reads the record.
+  const uncached = await startServer(cleanup, 'engine-nocache', db.url, { mode: 'engine', cacheSize: 0, profileDir });
+  const recordTokens = await mintTokens(RECORD_USERS);
+  const tokens = recordTokens.slice(0, users);
+  const products = await productIds(db.pool);
+  const bodies = orderBodies(products);
+
+  // The stored key every replay uses; its record is the template of the loaded ones.
+  const template = { userId: userId(0), key: `replay-${id}` };
+  const created = await post(engine.url, headers(tokens[0] as string, template.key), bodies[0] as string);
+  if (created.status !== 200 || created.text.includes('"errors"')) throw new Error(`could not create the replay order: ${created.text}`);
+  await loadRecords(db.pool, template, `small-${id}-`, SMALL_RECORDS, 'live');
+  await db.pool.query('vacuum analyze idempotency_records');
+
+  const rows: Row[] = [];
+  const measure = async (name: string, server: BenchServer, run: () => Promise<LoadResult>) => {
+    const overhead = server === bypass ? undefined : await engineOverhead(server);
+    process.stderr.write(`${name} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
+    const result = await run();
+    const engineMs = overhead ? await overhead() : undefined;
+    process.stderr.write(`  ${summary(name, result)}\n`);
+    rows.push({ name, server: server.name, result, engineMs });
+    return result;
+  };
+
+  await measure('floor', engine, () => floor(engine, tokens, settings));
+  await measure('baseline', bypass, () => firstOrders(bypass, tokens, bodies, settings));
+  await measure('first', engine, () => firstOrders(engine, tokens, bodies, settings));
+  await measure('replay', engine, () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings));
+  await measure('replay-db', uncached, () =>
+    replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
+  );
+
+  process.stderr.write(`storm: ${stormKeys} keys × ${stormSize} concurrent requests...\n`);
+  const stormResult = await storm(engine, db, tokens, products, stormKeys, stormSize, id);
+  process.stderr.write(
+    `  storm: p99 ${fmt(stormResult.p99, 1)} ms, executions per key ${stormResult.minExecutions}..${stormResult.maxExecutions}, ${stormResult.errors} errors\n`,
+  );
+
+  process.stderr.write(`scale: loading ${fmt(records)} live and ${fmt(records)} expired records...\n`);
+  const loadStarted = performance.now();
+  await loadRecords(db.pool, template, `live-${id}-`, records, 'live');
+  await loadRecords(db.pool, template, `expired-${id}-`, records, 'expired');
+  await db.pool.query('vacuum analyze idempotency_records');
+  await db.pool.query('checkpoint');
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const tableSize = await db.pool.query<{ size: string; rows: string }>(
+    `select pg_size_pretty(pg_total_relation_size('idempotency_records')) as size, (select count(*) from idempotency_records) as rows`,
+  );
+  process.stderr.write(`  loaded in ${fmt(loadSeconds, 1)} s: ${tableSize.rows[0]?.rows} rows, ${tableSize.rows[0]?.size}\n`);
+
+  await measure('scale-first', engine, () => firstOrders(engine, tokens, bodies, settings));
+  await measure('scale-replay', engine, () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings));
+  await measure('scale-replay-db', uncached, () =>
+    replayLoaded(uncached, recordTokens, `live-${id}-`, records, bodies[0] as string, settings),
+  );
+
+  process.stderr.write('purge of the expired records under createOrder load...\n');
+  const purge = await purgeUnderLoad(engine, db, tokens, bodies, settings);
+  const leftExpired = await db.pool.query<{ n: string }>('select count(*) as n from idempotency_records where expires_at <= now()');
+  process.stderr.write(`  purged ${fmt(purge.deleted)} rows in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s)\n`);
+
+  const memory = await Promise.all([engine, bypass, uncached].map(async (server) => ({ name: server.name, peak: await server.peakRss() })));
+  await report({
+    command: commandLine('bench'),
+    started,
+    environment: env,
+    settings,
+    users,
+    records,
+    rows,
+    storm: stormResult,
+    scale: { loadSeconds, rows: Number(tableSize.rows[0]?.rows), size: tableSize.rows[0]?.size ?? '?' },
+    purge: { ...purge, leftExpired: Number(leftExpired.rows[0]?.n) },
+    memory,
+  });
+});
+
+/** Mean time the engine added per createOrder over what follows (from its own histogram). */
+async function engineOverhead(server: BenchServer): Promise<() => Promise<number | undefined>> {
+  const read = async () => ({
+    sum: await scrape(server.origin, 'idempotency_engine_overhead_seconds_sum', { operation: 'createOrder' }),
+    count: await scrape(server.origin, 'idempotency_engine_overhead_seconds_count', { operation: 'createOrder' }),
+  });
+  const before = await read();
+  return async () => {
+    const after = await read();
+    const calls = after.count - before.count;
+    return calls > 0 ? ((after.sum - before.sum) / calls) * 1000 : undefined;
+  };
+}

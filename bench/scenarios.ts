@@ -1,0 +1,275 @@
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type pg from 'pg';
+import { IdempotencyStore, purgeExpired } from '../src/idempotency';
+import { type BenchDatabase, type BenchServer, FLOOR_BODY, headers, orderBody, scrape } from './fixture';
+import { type LoadResult, runLoad, window } from './load';
+import { fmt, percentiles, sleep } from './support';
+
+/** Settings every autocannon scenario shares. */
+export interface LoadSettings {
+  readonly connections: number;
+  readonly seconds: number;
+  readonly warmupSeconds: number;
+}
+
+/** `{ __typename }`: the stack's own floor. */
+export function floor(server: BenchServer, tokens: readonly string[], settings: LoadSettings): Promise<LoadResult> {
+  let i = 0;
+  return runLoad({
+    ...settings,
+    url: server.url,
+    next: () => ({ headers: headers(tokens[i++ % tokens.length] as string), body: FLOOR_BODY }),
+  });
+}
+
+/** createOrder with a new key per request, users and products round-robin. */
+export function firstOrders(server: BenchServer, tokens: readonly string[], bodies: readonly string[], settings: LoadSettings) {
+  return runLoad({ ...settings, url: server.url, next: newOrderRequest(tokens, bodies) });
+}
+
+function newOrderRequest(tokens: readonly string[], bodies: readonly string[]) {
+  let i = 0;
+  return () => {
+    const n = i++;
+    return { headers: headers(tokens[n % tokens.length] as string, randomUUID()), body: bodies[n % bodies.length] as string };
+  };
+}
+
+/** The same stored key, again and again. */
+export function replayOne(server: BenchServer, token: string, key: string, body: string, settings: LoadSettings) {
+  const requestHeaders = headers(token, key);
+  return runLoad({ ...settings, url: server.url, expectReplayed: true, next: () => ({ headers: requestHeaders, body }) });
+}
+
+/** Loaded records, picked at random: with the cache off each one is a primary-key read. */
+export function replayLoaded(
+  server: BenchServer,
+  recordTokens: readonly string[],
+  prefix: string,
+  count: number,
+  body: string,
+  settings: LoadSettings,
+) {
+  return runLoad({
+    ...settings,
+    url: server.url,
+    expectReplayed: true,
+    next: () => {
+      const n = 1 + Math.floor(Math.random() * count);
+      return { headers: headers(recordTokens[n % recordTokens.length] as string, `${prefix}${n}`), body };
+    },
+  });
+}
+
+/** What a storm of duplicates did. */
+export interface StormResult {
+  readonly keys: number;
+  readonly size: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly sampleError?: string;
+  /** Orders per key, from the database (each key's note names it). */
+  readonly minExecutions: number;
+  readonly maxExecutions: number;
+  /** Keys whose duplicates did not all return the same order. */
+  readonly divergentKeys: number;
+  readonly replayed: number;
+  /** Executions the engine counted (idempotency_requests_total{outcome="executed"}). */
+  readonly engineExecuted: number;
+}
+
+/** For each of `keys` keys, `size` concurrent identical createOrder requests with that key. */
+export async function storm(
+  server: BenchServer,
+  db: BenchDatabase,
+  tokens: readonly string[],
+  products: readonly string[],
+  keys: number,
+  size: number,
+  runId: string,
+): Promise<StormResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: size });
+  try {
+    // Opens the sockets first, so that the storms do not measure TCP connects.
+    await Promise.all(
+      Array.from({ length: size }, (_, i) => send(agent, server.url, headers(tokens[i % tokens.length] as string), FLOOR_BODY)),
+    );
+    const executedBefore = await scrape(server.origin, 'idempotency_requests_total', { operation: 'createOrder', outcome: 'executed' });
+    const latencies: number[] = [];
+    let errors = 0;
+    let replayed = 0;
+    let divergentKeys = 0;
+    let sampleError: string | undefined;
+    for (let k = 0; k < keys; k++) {
+      const key = `storm-${runId}-${k}`;
+      const requestHeaders = headers(tokens[k % tokens.length] as string, key);
+      const body = orderBody(products, k, key);
+      const answers = await Promise.all(Array.from({ length: size }, () => send(agent, server.url, requestHeaders, body)));
+      const orderIds = new Set<string>();
+      for (const answer of answers) {
+        latencies.push(answer.ms);
+        if (answer.replayed) replayed++;
+        const id = /"order":\{"id":"([^"]+)"/.exec(answer.body)?.[1];
+        if (answer.status !== 200 || answer.body.includes('"errors"') || !id) {
+          errors++;
+          sampleError ??= `HTTP ${answer.status}: ${answer.body.slice(0, 300)}`;
+        } else {
+          orderIds.add(id);
+        }
+      }
+      if (orderIds.size > 1) divergentKeys++;
+    }
+    const executedAfter = await scrape(server.origin, 'idempotency_requests_total', { operation: 'createOrder', outcome: 'executed' });
+    const { rows } = await db.pool.query<{ note: string; orders: number }>(
+      'select note, count(*)::int as orders from orders where note like $1 group by note',
+      [`storm-${runId}-%`],
+    );
+    const counts = Array.from({ length: keys }, (_, k) => rows.find((row) => row.note === `storm-${runId}-${k}`)?.orders ?? 0);
+    const [p50, p99] = percentiles(latencies, [50, 99]);
+    return {
+      keys,
+      size,
+      p50: p50 as number,
+      p99: p99 as number,
+      errors,
+      sampleError,
+      minExecutions: Math.min(...counts),
+      maxExecutions: Math.max(...counts),
+      divergentKeys,
+      replayed,
+      engineExecuted: executedAfter - executedBefore,
+    };
+  } finally {
+    agent.destroy();
+  }
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+  readonly replayed: boolean;
+  readonly ms: number;
+}
+
+function send(agent: http.Agent, url: string, requestHeaders: Record<string, string>, body: string): Promise<Answer> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      url,
+      { method: 'POST', agent, headers: { ...requestHeaders, 'content-length': Buffer.byteLength(body) } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            replayed: response.headers['idempotent-replayed'] === 'true',
+            ms: performance.now() - started,
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** Users the loaded records belong to (`user-0` ... ), the bench users among them. */
+export const RECORD_USERS = 10_000;
+
+/**
+ * Inserts `count` records `<prefix><n>` (n = 1..count) for users `user-<n mod RECORD_USERS>`,
+ * copying operation, fingerprint and stored result from a real record, so that a request with
+ * the template's arguments replays any of them. Live records expire 2 to 24 hours from now;
+ * expired ones expired 1 to 23 hours ago.
+ */
+export async function loadRecords(
+  pool: pg.Pool,
+  template: { userId: string; key: string },
+  prefix: string,
+  count: number,
+  state: 'live' | 'expired',
+): Promise<number> {
+  const started = performance.now();
+  const chunk = 100_000;
+  const ageOffset = state === 'live' ? 0 : 86_400 + 3_600;
+  const ranges: [number, number][] = [];
+  for (let from = 1; from <= count; from += chunk) ranges.push([from, Math.min(count, from + chunk - 1)]);
+  let done = 0;
+  // Two statements at a time: one per core.
+  const worker = async () => {
+    for (let range = ranges.shift(); range; range = ranges.shift()) {
+      await pool.query(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+         select 'user-' || (i % $5::int), $4::text || i, t.operation, t.fingerprint, t.outcome, t.result,
+                now() - make_interval(secs => $6::int + i % 79200),
+                now() - make_interval(secs => $6::int + i % 79200) + interval '1 day'
+           from generate_series($1::int, $2::int) as i,
+                (select operation, fingerprint, outcome, result from idempotency_records where user_id = $3 and key = $7) as t`,
+        [range[0], range[1], template.userId, prefix, RECORD_USERS, ageOffset, template.key],
+      );
+      done += range[1] - range[0] + 1;
+      process.stderr.write(`  ${state} records: ${fmt(done)} / ${fmt(count)}\r`);
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  process.stderr.write('\n');
+  return performance.now() - started;
+}
+
+/** The purge run while createOrder load continues. */
+export interface PurgeResult {
+  readonly deleted: number;
+  readonly seconds: number;
+  readonly rowsPerSecond: number;
+  /** createOrder throughput and latency while the purge ran. */
+  readonly during: { rps: number; p50: number; p99: number; responses: number };
+  /** The same load in the seconds before the purge started. */
+  readonly before: { rps: number; p50: number; p99: number; responses: number };
+  readonly load: LoadResult;
+}
+
+/** Runs the engine's own purge once, in this process, under createOrder load. */
+export async function purgeUnderLoad(
+  server: BenchServer,
+  db: BenchDatabase,
+  tokens: readonly string[],
+  bodies: readonly string[],
+  settings: LoadSettings,
+): Promise<PurgeResult> {
+  const leadMs = 3_000;
+  let purgeStart = 0;
+  let purgeEnd = 0;
+  let deleted = 0;
+  const load = await runLoad({
+    ...settings,
+    warmupSeconds: 0,
+    url: server.url,
+    next: newOrderRequest(tokens, bodies),
+    until: async (elapsed) => {
+      await sleep(leadMs);
+      purgeStart = elapsed();
+      deleted = await purgeExpired(db.orm, new IdempotencyStore());
+      purgeEnd = elapsed();
+      await sleep(1_000);
+    },
+  });
+  const seconds = (purgeEnd - purgeStart) / 1000;
+  return {
+    deleted,
+    seconds,
+    rowsPerSecond: deleted / seconds,
+    during: window(load, purgeStart, purgeEnd),
+    before: window(load, 1_000, purgeStart),
+    load,
+  };
+}
+
+/** A short id naming this run's keys; letters and digits only (LIKE patterns stay exact). */
+export function runId(): string {
+  return Date.now().toString(36);
+}
