@@ -1,5 +1,5 @@
 import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
-import { applyMiddleware } from 'graphql-middleware';
+import { applyMiddleware, type IMiddlewareTypeMap } from 'graphql-middleware';
 import { DateTimeResolver } from 'graphql-scalars';
 import { buildSchemaSync, type ContainerType } from 'type-graphql';
 import { ViewerResolver } from '../auth/viewer.resolver';
@@ -53,9 +53,16 @@ function describeRootTypes(schema: GraphQLSchema): void {
   }
 }
 
-/** The schema served: base schema with graphql-shield permissions applied. */
+/**
+ * The schema served: base schema with graphql-shield permissions on the root fields. Every
+ * request enters through a root field, where deny-by-default applies; wrapping the nested
+ * fields too would only add a rule evaluation to each of them (all `allow`).
+ */
 export function buildSchema(store?: IdempotencyStore): GraphQLSchema {
-  return applyMiddleware(buildBaseSchema(store), permissions);
+  const schema = buildBaseSchema(store);
+  // shield generates a per-type field map (its option-less form is a single function, never used here).
+  const rules = permissions.generate(schema) as IMiddlewareTypeMap;
+  return applyMiddleware(schema, { Query: rules.Query, Mutation: rules.Mutation } as IMiddlewareTypeMap);
 }
 
 /** The SDL clients test against, sorted for stable diffs. */

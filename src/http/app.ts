@@ -1,6 +1,6 @@
 import { hkdfSync } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
@@ -77,6 +77,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const plugins: ApolloServerPlugin<Context>[] = [
     explorer ? sandboxLandingPage(options.sandbox) : ApolloServerPluginLandingPageDisabled(),
     idempotencyResponsePlugin<Context>(),
+    // No field sets cache hints; the default cache-control plugin would still visit every field.
+    ApolloServerPluginCacheControlDisabled(),
     requestLogPlugin(metrics),
     errorLogPlugin<Context>(logger),
     ...(limits.plugins as ApolloServerPlugin<Context>[]),
