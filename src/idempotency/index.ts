@@ -19,7 +19,7 @@ export { idempotencyResponsePlugin, REPLAYED_HEADER } from './idempotency.plugin
 export { IdempotencyKeyScalar } from './idempotency.scalar';
 export { IDEMPOTENCY_KEY_ARG, IDEMPOTENCY_KEY_DESCRIPTION, Idempotent, type IdempotentOptions } from './idempotent.decorator';
 export { IDEMPOTENCY_KEY_PATTERN, validateKey } from './key';
-export { PURGE_BATCH_SIZE, purgeExpired, startPurgeJob } from './purge';
+export { PURGE_BATCH_SIZE, PURGE_PAUSE_RATIO, purgeExpired, startPurgeJob } from './purge';
 export { IdempotencyRecord, Outcome } from './record.entity';
 export { IdempotencyRecordResolver, IdempotencyRecordType } from './record.resolver';
 export { IdempotencyStore, type RecordRow } from './record.store';

@@ -58,10 +58,10 @@ export class OrderResolver {
   }
 
   @FieldResolver(() => [OrderLineType], { description: 'The lines, in the order they were given.' })
-  async lines(@Root() order: OrderType, @Ctx() ctx: Context): Promise<OrderLineType[]> {
+  lines(@Root() order: OrderType, @Ctx() ctx: Context): OrderLineType[] | Promise<OrderLineType[]> {
+    // A mutation's payload (and its replay) carries its lines: answered without a promise.
     if (order.lines) return order.lines;
-    const lines = await ctx.loaders.linesByOrderId.load(order.id);
-    return lines.map((line) => toOrderLineView(line));
+    return ctx.loaders.linesByOrderId.load(order.id).then((lines) => lines.map((line) => toOrderLineView(line)));
   }
 }
 
@@ -70,11 +70,12 @@ export class OrderLineResolver {
   @FieldResolver(() => ProductType, {
     description: 'The product, as it was when the order was placed or cancelled when returned by a mutation; current otherwise.',
   })
-  async product(@Root() line: OrderLineType, @Ctx() ctx: Context): Promise<ProductType> {
+  product(@Root() line: OrderLineType, @Ctx() ctx: Context): ProductType | Promise<ProductType> {
     if (line.product) return line.product;
-    const product = await ctx.loaders.productById.load(line.productId);
-    if (!product) throw new Error(`order line refers to missing product ${line.productId}`);
-    return toProductView(product);
+    return ctx.loaders.productById.load(line.productId).then((product) => {
+      if (!product) throw new Error(`order line refers to missing product ${line.productId}`);
+      return toProductView(product);
+    });
   }
 }
 
