@@ -14,11 +14,13 @@ export const Section = {
   Latest: 'Latest run',
   SqlCeiling: 'SQL ceiling',
   Soak: 'Soak',
+  /** Written by hand: each engine change that moved the figures, with before and after. */
+  Changes: 'Changes that moved the figures',
   History: 'History',
 } as const;
 export type Section = (typeof Section)[keyof typeof Section];
 
-const ORDER: readonly Section[] = [Section.Latest, Section.SqlCeiling, Section.Soak, Section.History];
+const ORDER: readonly Section[] = [Section.Latest, Section.SqlCeiling, Section.Soak, Section.Changes, Section.History];
 
 const PREAMBLE = `# Benchmark results
 
