@@ -5,6 +5,7 @@ import { ExpiringLruCache } from './cache';
 import { plainCodec, type ResultCodec, type StoredResult } from './codec';
 import { fingerprint } from './fingerprint';
 import { IdempotencyKeyReusedError, IdempotencyRequestInProgressError } from './idempotency.errors';
+import { type IdempotencyObserver, ObservedOutcome, silentObserver } from './idempotency.observer';
 import { Outcome } from './record.entity';
 import type { IdempotencyStore, RecordRow } from './record.store';
 
@@ -16,30 +17,6 @@ export interface IdempotencyMarker {
   readonly firstExecutedAt: string;
   readonly expiresAt: string;
 }
-
-/** What happened to one idempotent call, as reported to an {@link IdempotencyObserver}. */
-export const ObservedOutcome = {
-  Executed: 'executed',
-  ExpiredReexecuted: 'expired_reexecuted',
-  FailureStored: 'failure_stored',
-  Replayed: 'replayed',
-  ReusedRejected: 'reused_rejected',
-  InProgressRejected: 'in_progress_rejected',
-  MissingKey: 'missing_key',
-  InvalidKey: 'invalid_key',
-} as const;
-export type ObservedOutcome = (typeof ObservedOutcome)[keyof typeof ObservedOutcome];
-
-/** Receives the engine's measurements (metrics live outside the engine). */
-export interface IdempotencyObserver {
-  outcome(operation: string, outcome: ObservedOutcome): void;
-  /** Seconds a duplicate spent waiting for the first request with its key. */
-  waited(seconds: number): void;
-  /** Seconds the engine added around the mutation itself (lookup, fingerprint, record). */
-  overhead(operation: string, seconds: number): void;
-}
-
-const silentObserver: IdempotencyObserver = { outcome: () => {}, waited: () => {}, overhead: () => {} };
 
 /** Engine settings; every field has a default. */
 export interface HandlerConfig {

@@ -4,7 +4,8 @@ import { createMethodMiddlewareDecorator, type MiddlewareFn } from 'type-graphql
 import { UnauthenticatedError } from '../errors';
 import type { IdempotencyContext } from './idempotency.context';
 import { IdempotencyKeyInvalidError, IdempotencyKeyMissingError } from './idempotency.errors';
-import { IdempotentFailure, ObservedOutcome } from './idempotency.handler';
+import { IdempotentFailure } from './idempotency.handler';
+import { ObservedOutcome } from './idempotency.observer';
 import { validateKey } from './key';
 
 /** Name of the key argument every idempotent mutation declares. */

@@ -7,14 +7,8 @@ export {
   IdempotencyKeyReusedError,
   IdempotencyRequestInProgressError,
 } from './idempotency.errors';
-export {
-  type HandlerConfig,
-  IdempotencyHandler,
-  type IdempotencyMarker,
-  type IdempotencyObserver,
-  IdempotentFailure,
-  ObservedOutcome,
-} from './idempotency.handler';
+export { type HandlerConfig, IdempotencyHandler, type IdempotencyMarker, IdempotentFailure } from './idempotency.handler';
+export { type IdempotencyObserver, ObservedOutcome } from './idempotency.observer';
 export { idempotencyResponsePlugin, REPLAYED_HEADER } from './idempotency.plugin';
 export { IdempotencyKeyScalar } from './idempotency.scalar';
 export { IDEMPOTENCY_KEY_ARG, IDEMPOTENCY_KEY_DESCRIPTION, Idempotent, type IdempotentOptions } from './idempotent.decorator';
