@@ -10,8 +10,9 @@ import { signToken } from '../src/auth/token';
 import { startEmbeddedPostgres } from '../src/database/embedded';
 import { migrate, openOrm } from '../src/database/orm';
 import { seedCatalog } from '../src/database/seed';
+import { withTimeout } from '../src/timeout';
 import type { ReadyLine } from './server';
-import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, stopPid, waitForExit, withTimeout } from './support';
+import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, stopPid, waitForExit } from './support';
 
 /** Stock every product gets, so that no run ever hits INSUFFICIENT_STOCK. */
 const STOCK = 1_000_000_000;

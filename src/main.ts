@@ -13,6 +13,7 @@ import { IdempotencyStore, startPurgeJob } from './idempotency';
 import { createLogger } from './observability/logger';
 import { Metrics } from './observability/metrics';
 import { ormMetricsSources } from './observability/sources';
+import { withTimeout } from './timeout';
 
 /** Bootstrap only: config -> database -> migrate -> seed -> http -> signals. */
 async function main(): Promise<void> {
@@ -48,16 +49,18 @@ async function main(): Promise<void> {
       logger.debug('http server closed');
       // A request cut by the grace period may still hold a connection (waiting on a lock or a
       // slow statement); its transaction rolls back when the process exits and the socket closes.
-      await withTimeout(orm?.close(true), Math.max(1_000, deadline - Date.now())).catch((error: unknown) => {
-        logger.warn({ err: error }, 'database pool still busy after the grace period; its transactions roll back on exit');
-      });
+      await withTimeout(orm?.close(true) ?? Promise.resolve(), Math.max(1_000, deadline - Date.now()), 'closing the pool').catch(
+        (error: unknown) => {
+          logger.warn({ err: error }, 'database pool still busy after the grace period; its transactions roll back on exit');
+        },
+      );
       logger.debug('database pool closed');
     } catch (error) {
       logger.error({ err: error }, 'error while closing the server');
       exitCode ||= 1;
     }
     try {
-      await withTimeout(embedded?.stop(), 15_000);
+      await withTimeout(embedded?.stop() ?? Promise.resolve(), 15_000, 'stopping the embedded database');
     } catch (error) {
       logger.error({ err: error }, 'error while stopping the embedded database');
       exitCode ||= 1;
@@ -118,18 +121,6 @@ async function closeWithin(app: FastifyInstance | undefined, graceMs: number, lo
   }, graceMs);
   try {
     await app.close();
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function withTimeout(work: Promise<void> | undefined, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<void>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`did not finish within ${ms} ms`)), ms);
-  });
-  try {
-    await Promise.race([work, expired]);
   } finally {
     clearTimeout(timer);
   }

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { withTimeout } from '../src/timeout';
 import { createTestDatabase, dropTestDatabase } from './support/database';
 
 // The real entry point, built by `npm run build` (npm test's pretest).
@@ -64,14 +65,6 @@ function spawnServer(env: Record<string, string>): ServerProcess {
   running.add(server);
   void exited.then(() => running.delete(server));
   return server;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function logLines(stdout: string): Record<string, unknown>[] {

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { AppError, type ErrorCode } from '../errors';
+import { withTimeout } from '../timeout';
 import { ExpiringLruCache } from './cache';
 import { plainCodec, type ResultCodec, type StoredResult } from './codec';
 import { fingerprint } from './fingerprint';
@@ -258,13 +259,10 @@ export class IdempotencyHandler {
   private async waitFor(running: Promise<unknown>, deadline: number, key: string): Promise<void> {
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw new IdempotencyRequestInProgressError(key, this.retryAfterSeconds());
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), remaining);
+    // `running` never rejects (it is the first request's settlement), so a rejection is the timeout.
+    await withTimeout(running, remaining, 'the first request with this key').catch(() => {
+      throw new IdempotencyRequestInProgressError(key, this.retryAfterSeconds());
     });
-    const winner = await Promise.race([running.then(() => 'done' as const), timedOut]);
-    clearTimeout(timer);
-    if (winner === 'timeout') throw new IdempotencyRequestInProgressError(key, this.retryAfterSeconds());
   }
 
   private retryAfterSeconds(): number {

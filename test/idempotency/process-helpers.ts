@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { signToken } from '../../src/auth/token';
+import { withTimeout } from '../../src/timeout';
 import type { GraphQLResponse } from '../support/server';
 
 // The real entry point, built by `npm run build` (npm test's pretest).
@@ -62,13 +64,6 @@ function spawnMain(env: Record<string, string>): Spawned {
 }
 
 /** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** The URL of the pino line `GraphQL API ready`, once the process has printed it. */
 function readyUrl(stdout: string): string | undefined {
@@ -141,4 +136,29 @@ export async function postGraphQL<T = Record<string, unknown>>(
     body: JSON.stringify({ query, variables }),
   });
   return { status: response.status, headers: response.headers, body: (await response.json()) as GraphQLResponse<T>['body'] };
+}
+
+/** The JWT secret of every spawned test server; tokens for them are minted with it. */
+export const SPAWNED_JWT_SECRET = 'spawned-server-test-secret-0123456789-abcdefghijklmnop';
+
+/**
+ * The environment of a spawned server on `databaseUrl`, plus `extra`. Readiness is read from
+ * the info line `GraphQL API ready`; the rate limit is off because tests fire bursts per user.
+ */
+export function serverEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    NODE_ENV: 'development',
+    JWT_SECRET: SPAWNED_JWT_SECRET,
+    RATE_LIMIT_MUTATIONS_PER_MINUTE: '0',
+    ...extra,
+  };
+}
+
+/** A bearer token for `user` that spawned servers accept, valid for an hour. */
+export function tokenFor(user: string): Promise<string> {
+  return signToken({ id: user, roles: [] }, SPAWNED_JWT_SECRET, '1h');
 }

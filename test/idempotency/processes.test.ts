@@ -1,12 +1,9 @@
-import { signToken } from '../../src/auth/token';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
 import type { GraphQLResponse } from '../support/server';
-import { postGraphQL, type ServerProcess, signalServer, startServer, stopAllServers } from './process-helpers';
+import { postGraphQL, type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from './process-helpers';
 
 // Rules I4 and I8 across real server processes sharing one database: in-process coalescing cannot
 // help here, only the database can arbitrate between processes, and a crash must leave no half work.
-
-const JWT_SECRET = 'processes-test-secret-0123456789-abcdefghijklmnop';
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
   createOrder(input: $input, idempotencyKey: $key) { order { id totalCents lines { quantity product { id stock } } } }
@@ -26,21 +23,6 @@ type CreateOrderResponse = GraphQLResponse<CreateOrderData>;
 interface Marker {
   key: string;
   replayed: boolean;
-}
-
-function serverEnv(databaseUrl: string): Record<string, string> {
-  return {
-    DATABASE_URL: databaseUrl,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'info',
-    NODE_ENV: 'development',
-    JWT_SECRET,
-  };
-}
-
-function tokenFor(user: string): Promise<string> {
-  return signToken({ id: user, roles: [] }, JWT_SECRET, '1h');
 }
 
 function createOrder(server: ServerProcess, token: string, key: string, lines: LineInput[]): Promise<CreateOrderResponse> {

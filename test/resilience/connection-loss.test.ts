@@ -1,7 +1,7 @@
-import { type ServerProcess, startServer, stopAllServers } from '../idempotency/process-helpers';
+import { type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
 import { type FaultProxy, startFaultProxy } from './fault-proxy';
-import { createOrder, errorCode, ledger, markerOf, orderIdOf, productId, serverEnv, tokenFor } from './orders-client';
+import { createOrder, errorCode, ledger, markerOf, orderIdOf, productId } from './orders-client';
 
 // The database connection dies at the exact points an outage can hit a mutation: as its
 // transaction begins, before its COMMIT arrives, and after the COMMIT ran but before the answer

@@ -1,9 +1,5 @@
-import { signToken } from '../../src/auth/token';
 import { withClient } from '../support/database';
 import type { GraphQLResponse } from '../support/server';
-
-/** Shared by the spawned servers and the tokens the tests mint. */
-export const JWT_SECRET = 'resilience-test-secret-0123456789-abcdefghijklmnop';
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
   createOrder(input: $input, idempotencyKey: $key) { order { id totalCents lines { quantity product { id } } } }
@@ -21,27 +17,6 @@ export interface Marker {
   replayed: boolean;
 }
 
-/** The environment of a spawned server on `databaseUrl`, plus `extra`. */
-export function serverEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    DATABASE_URL: databaseUrl,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    // Readiness is read from the info line `GraphQL API ready`.
-    LOG_LEVEL: 'info',
-    NODE_ENV: 'development',
-    JWT_SECRET,
-    RATE_LIMIT_MUTATIONS_PER_MINUTE: '0',
-    ...extra,
-  };
-}
-
-/** A bearer token for `user`, valid for an hour. */
-export function tokenFor(user: string): Promise<string> {
-  return signToken({ id: user, roles: [] }, JWT_SECRET, '1h');
-}
-
-/** Places an order of one unit of `productId` under `key`; rejects on a network error or after `timeoutMs`. */
 export async function createOrder(
   url: string,
   token: string,

@@ -1,5 +1,13 @@
 import { Client } from 'pg';
-import { type Exit, type ServerProcess, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
+import {
+  type Exit,
+  type ServerProcess,
+  serverEnv,
+  signalServer,
+  startServer,
+  stopAllServers,
+  tokenFor,
+} from '../idempotency/process-helpers';
 import { type Cluster, createCluster } from '../support/cluster';
 import { withClient } from '../support/database';
 import {
@@ -11,10 +19,8 @@ import {
   ledger,
   orderIdOf,
   productId,
-  serverEnv,
   sleep,
   sql,
-  tokenFor,
 } from './orders-client';
 
 // The database really goes away (fast shutdown: sessions terminated, open transactions rolled

@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { Client } from 'pg';
-import { type ServerProcess, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
+import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
 import {
   type CreateOrderResponse,
@@ -9,10 +9,8 @@ import {
   markerOf,
   orderIdOf,
   productId,
-  serverEnv,
   sleep,
   sql,
-  tokenFor,
   untilNoOtherConnections,
 } from './orders-client';
 

