@@ -152,3 +152,40 @@ export function summary(name: string, result: LoadResult): string {
       : `${result.errors} errors (transport ${result.transport}, non-2xx ${result.non2xx}, GraphQL ${result.graphqlErrors}, not replayed ${result.notReplayed}): ${result.sampleError ?? ''}`;
   return `${name}: ${fmt(result.rps)} req/s, p50 ${fmt(result.p50, 1)} ms, p99 ${fmt(result.p99, 1)} ms, ${fmt(result.responses)} responses, ${errors}`;
 }
+
+/**
+ * Several measured runs of one scenario as one: responses and seconds add up, percentiles come
+ * from every latency, and each run's completion times follow the previous run's.
+ */
+export function combine(runs: readonly LoadResult[]): LoadResult {
+  const [only] = runs;
+  if (runs.length === 1 && only) return only;
+  if (!only) throw new Error('combine needs at least one run');
+  const at: number[] = [];
+  const latency: number[] = [];
+  let offsetMs = 0;
+  for (const run of runs) {
+    for (const time of run.at) at.push(offsetMs + time);
+    for (const ms of run.latency) latency.push(ms);
+    offsetMs += run.seconds * 1000;
+  }
+  const sum = (field: 'transport' | 'non2xx' | 'graphqlErrors' | 'notReplayed' | 'errors') =>
+    runs.reduce((total, run) => total + run[field], 0);
+  const seconds = offsetMs / 1000;
+  const [p50, p99] = percentiles(latency, [50, 99]);
+  return {
+    responses: at.length,
+    seconds,
+    rps: at.length / seconds,
+    p50: p50 as number,
+    p99: p99 as number,
+    transport: sum('transport'),
+    non2xx: sum('non2xx'),
+    graphqlErrors: sum('graphqlErrors'),
+    notReplayed: sum('notReplayed'),
+    errors: sum('errors'),
+    at: Float64Array.from(at),
+    latency: Float64Array.from(latency),
+    sampleError: runs.find((run) => run.sampleError !== undefined)?.sampleError,
+  };
+}

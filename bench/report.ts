@@ -7,7 +7,10 @@ import { fmt, mib, table } from './support';
 export interface Row {
   readonly name: string;
   readonly server: string;
+  /** All its measured runs combined. */
   readonly result: LoadResult;
+  /** Each measured run, when the scenario ran in rounds. */
+  readonly rounds?: readonly LoadResult[];
   /** Mean idempotency_engine_overhead_seconds per createOrder during the scenario, ms. */
   readonly engineMs?: number;
 }
@@ -17,6 +20,8 @@ export interface RunReport {
   readonly started: Date;
   readonly environment: string;
   readonly settings: LoadSettings;
+  /** Measured runs of each paired scenario. */
+  readonly rounds: number;
   readonly users: number;
   readonly records: number;
   readonly rows: readonly Row[];
@@ -39,9 +44,10 @@ export async function report(run: RunReport): Promise<void> {
   const p99 = (name: string) => run.rows.find((row) => row.name === name)?.result.p99 ?? Number.NaN;
   const ratio = (a: string, b: string, target: number): Check => {
     const value = rps(a) / rps(b);
+    const spread = roundRatios(run.rows, a, b);
     return {
       name: `${a} / ${b}`,
-      value: `${fmt(value, 2)} (p99 ${fmt(p99(a) / p99(b), 2)}×)`,
+      value: `${fmt(value, 2)} (p99 ${fmt(p99(a) / p99(b), 2)}×${spread ? `; rounds ${spread}` : ''})`,
       target: `≥ ${fmt(target, 2)}`,
       pass: value >= target,
     };
@@ -123,6 +129,7 @@ export async function report(run: RunReport): Promise<void> {
     run.environment,
     `- Command: \`${run.command}\``,
     `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
+    `- Rounds: floor/replay and baseline/first each ran ${run.rounds} round${run.rounds === 1 ? '' : 's'}, alternating within the pair (A B, B A, ...); their rows combine the rounds, and a ratio between two of them lists its per-round values`,
     '',
     '### Scenarios',
     '',
@@ -157,4 +164,12 @@ export async function report(run: RunReport): Promise<void> {
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
       `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${checks.length} checks pass`,
   );
+}
+
+/** The ratio of two scenarios' req/s in each round both ran, e.g. `0.91, 0.95, 0.93`; undefined with one round. */
+function roundRatios(rows: readonly Row[], a: string, b: string): string | undefined {
+  const first = rows.find((row) => row.name === a)?.rounds;
+  const second = rows.find((row) => row.name === b)?.rounds;
+  if (!first || !second || first.length < 2 || first.length !== second.length) return undefined;
+  return first.map((result, index) => fmt(result.rps / (second[index] as LoadResult).rps, 2)).join(', ');
 }

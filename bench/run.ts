@@ -12,7 +12,7 @@ import {
   startServer,
   userId,
 } from './fixture';
-import { type LoadResult, summary } from './load';
+import { combine, type LoadResult, summary } from './load';
 import { type Row, report } from './report';
 import { environment } from './results';
 import {
@@ -36,6 +36,11 @@ runCommand(async (cleanup) => {
   const args = readArgs('npm run bench', {
     duration: { type: 'string', default: '10', description: 'seconds of measured load per scenario' },
     warmup: { type: 'string', default: '3', description: 'seconds of unmeasured load before each scenario' },
+    rounds: {
+      type: 'string',
+      default: '3',
+      description: 'measured runs of each paired scenario (floor/replay, baseline/first), alternating within the pair',
+    },
     connections: { type: 'string', default: '10', description: 'concurrent connections of the load generator' },
     users: { type: 'string', default: '100', description: 'users the requests are spread over (round-robin)' },
     records: { type: 'string', default: '1000000', description: 'live records loaded for the scale runs (as many expired ones too)' },
@@ -52,6 +57,7 @@ runCommand(async (cleanup) => {
   const records = numberArg(args, 'records', 1);
   const stormKeys = numberArg(args, 'storm-keys', 1);
   const stormSize = numberArg(args, 'storm-size', 2);
+  const rounds = numberArg(args, 'rounds', 1);
   const started = new Date();
   const id = runId();
 
@@ -76,19 +82,54 @@ runCommand(async (cleanup) => {
 
   const rows: Row[] = [];
   const measure = async (name: string, server: BenchServer, run: () => Promise<LoadResult>) => {
-    const overhead = server === bypass ? undefined : await engineOverhead(server);
-    process.stderr.write(`${name} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
-    const result = await run();
-    const engineMs = overhead ? await overhead() : undefined;
-    process.stderr.write(`  ${summary(name, result)}\n`);
-    rows.push({ name, server: server.name, result, engineMs });
-    return result;
+    await measureRounds(1, [{ name, server, run }]);
+  };
+  /**
+   * Runs the scenarios of a pair in `rounds` rounds, alternating their order (A B, B A, A B ...),
+   * so a drift of the shared machine's speed falls on both sides of their ratio alike; each
+   * scenario's figures are its rounds combined.
+   */
+  const measureRounds = async (count: number, pair: readonly Scenario[]) => {
+    const runs = pair.map(() => [] as LoadResult[]);
+    const engineTime = pair.map(() => ({ sum: 0, count: 0 }));
+    for (let round = 0; round < count; round++) {
+      const order = round % 2 === 0 ? pair.map((_, index) => index) : pair.map((_, index) => pair.length - 1 - index);
+      for (const index of order) {
+        const { name, server, run } = pair[index] as Scenario;
+        const overhead = server === bypass ? undefined : await engineOverhead(server);
+        const label = count > 1 ? `${name} (round ${round + 1} of ${count})` : name;
+        process.stderr.write(`${label} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
+        const result = await run();
+        const spent = overhead ? await overhead() : undefined;
+        const total = engineTime[index];
+        if (spent && total) {
+          total.sum += spent.sum;
+          total.count += spent.count;
+        }
+        process.stderr.write(`  ${summary(name, result)}\n`);
+        (runs[index] as LoadResult[]).push(result);
+      }
+    }
+    pair.forEach((scenario, index) => {
+      const spent = engineTime[index] as { sum: number; count: number };
+      rows.push({
+        name: scenario.name,
+        server: scenario.server.name,
+        result: combine(runs[index] as LoadResult[]),
+        rounds: runs[index] as LoadResult[],
+        engineMs: spent.count > 0 ? (spent.sum / spent.count) * 1000 : undefined,
+      });
+    });
   };
 
-  await measure('floor', engine, () => floor(engine, tokens, settings));
-  await measure('baseline', bypass, () => firstOrders(bypass, tokens, bodies, settings));
-  await measure('first', engine, () => firstOrders(engine, tokens, bodies, settings));
-  await measure('replay', engine, () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings));
+  await measureRounds(rounds, [
+    { name: 'floor', server: engine, run: () => floor(engine, tokens, settings) },
+    { name: 'replay', server: engine, run: () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings) },
+  ]);
+  await measureRounds(rounds, [
+    { name: 'baseline', server: bypass, run: () => firstOrders(bypass, tokens, bodies, settings) },
+    { name: 'first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
+  ]);
   await measure('replay-db', uncached, () =>
     replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
   );
@@ -128,6 +169,7 @@ runCommand(async (cleanup) => {
     started,
     environment: env,
     settings,
+    rounds,
     users,
     records,
     rows,
@@ -138,8 +180,15 @@ runCommand(async (cleanup) => {
   });
 });
 
-/** Mean time the engine added per createOrder over what follows (from its own histogram). */
-async function engineOverhead(server: BenchServer): Promise<() => Promise<number | undefined>> {
+/** One autocannon scenario on one server. */
+interface Scenario {
+  readonly name: string;
+  readonly server: BenchServer;
+  readonly run: () => Promise<LoadResult>;
+}
+
+/** Time the engine added around createOrder over what follows (from its own histogram), seconds. */
+async function engineOverhead(server: BenchServer): Promise<() => Promise<{ sum: number; count: number }>> {
   const read = async () => ({
     sum: await scrape(server.origin, 'idempotency_engine_overhead_seconds_sum', { operation: 'createOrder' }),
     count: await scrape(server.origin, 'idempotency_engine_overhead_seconds_count', { operation: 'createOrder' }),
@@ -147,7 +196,6 @@ async function engineOverhead(server: BenchServer): Promise<() => Promise<number
   const before = await read();
   return async () => {
     const after = await read();
-    const calls = after.count - before.count;
-    return calls > 0 ? ((after.sum - before.sum) / calls) * 1000 : undefined;
+    return { sum: after.sum - before.sum, count: after.count - before.count };
   };
 }
