@@ -47,7 +47,12 @@ export async function createContext(
     loaders: createLoaders(em),
     headers: request.headers as Record<string, string | undefined>,
     log: request.log,
-    idempotency: new IdempotencyRequest(idempotency, viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
+    idempotency: new IdempotencyRequest(
+      idempotency,
+      viewer?.id ?? null,
+      headerValue(request.headers['idempotency-key']),
+      viewer ? [...viewer.roles].sort().join(',') : '',
+    ),
   };
 }
 

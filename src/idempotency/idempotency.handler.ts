@@ -29,6 +29,11 @@ export interface HandlerConfig {
   readonly codec?: ResultCodec;
   /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
   readonly cacheSize?: number;
+  /**
+   * Whole responses kept for requests repeating an earlier replayed request exactly. Default
+   * the smaller of 1000 and `cacheSize`; 0 turns it off.
+   */
+  readonly responseCacheSize?: number;
   readonly logger?: Logger;
   /** Keys the fingerprint (HMAC-SHA-256) so it cannot be reversed by trying inputs; default: plain SHA-256. */
   readonly fingerprintSecret?: Buffer;
@@ -75,6 +80,20 @@ export class IdempotentFailure extends AppError {
   }
 }
 
+/**
+ * The response to a request whose every root field was replayed. It is a function of the
+ * records and the request alone, so an identical request (same caller, document, operation,
+ * variables and header key) may get it again without executing, until a record expires.
+ */
+export interface ReplayedResponse {
+  readonly data: Readonly<Record<string, unknown>>;
+  readonly markers: readonly IdempotencyMarker[];
+  /** The replayed mutation fields, for the observer. */
+  readonly operations: readonly string[];
+  /** The earliest expiry of the records behind it. */
+  readonly expiresAt: Date;
+}
+
 /** Signals that another transaction committed a live record for the key first. */
 class LostRace extends Error {}
 
@@ -83,6 +102,8 @@ class LostRace extends Error {}
  * transaction with the record, replay.
  *
  * Statements per path (beyond the mutation's own):
+ * - a repeat of a request this process answered as a replay: 0, and nothing executes (the
+ *   response plugin answers it from {@link replayedResponse});
  * - replay from this process's cache: 0;
  * - replay otherwise: 1 (a primary-key read, no write, no transaction);
  * - first execution: 2 (that read, and the record insert inside the mutation's transaction);
@@ -97,6 +118,7 @@ export class IdempotencyHandler {
   private readonly waitMs: number;
   private readonly codec: ResultCodec;
   private readonly cache: ExpiringLruCache<RecordRow>;
+  private readonly responses: ExpiringLruCache<ReplayedResponse>;
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private readonly fingerprintSecret: Buffer | undefined;
   /** Where outcomes and timings are reported. */
@@ -109,7 +131,9 @@ export class IdempotencyHandler {
     this.ttlSeconds = config.ttlSeconds ?? 86_400;
     this.waitMs = config.waitMs ?? 10_000;
     this.codec = config.codec ?? plainCodec;
-    this.cache = new ExpiringLruCache(config.cacheSize ?? 10_000);
+    const cacheSize = config.cacheSize ?? 10_000;
+    this.cache = new ExpiringLruCache(cacheSize);
+    this.responses = new ExpiringLruCache(config.responseCacheSize ?? Math.min(1_000, cacheSize));
     this.observer = config.observer ?? silentObserver;
     this.fingerprintSecret = config.fingerprintSecret;
   }
@@ -139,6 +163,18 @@ export class IdempotencyHandler {
     } finally {
       this.observer.overhead(execution.operation, (performance.now() - started - inMutation) / 1000);
     }
+  }
+
+  /** The remembered response of an identical replayed request, counted as replays; else undefined. */
+  replayedResponse(slot: string): ReplayedResponse | undefined {
+    const response = this.responses.get(slot);
+    if (response) for (const operation of response.operations) this.observer.outcome(operation, ObservedOutcome.Replayed);
+    return response;
+  }
+
+  /** Remembers the response of a request whose every root field was replayed. */
+  rememberResponse(slot: string, response: ReplayedResponse): void {
+    this.responses.set(slot, response);
   }
 
   private async coalesce<T>(execution: Execution<T>): Promise<Completed> {

@@ -55,10 +55,10 @@ export function Idempotent(options: IdempotentOptions = {}): MethodDecorator {
           return next();
         },
       });
-      state.markers.push(completed.marker);
+      state.mark(info.fieldName, completed.marker);
       return completed.value;
     } catch (error) {
-      if (error instanceof IdempotentFailure) state.markers.push(error.marker);
+      if (error instanceof IdempotentFailure) state.mark(info.fieldName, error.marker);
       throw error;
     }
   };
