@@ -39,7 +39,7 @@ runCommand(async (cleanup) => {
     rounds: {
       type: 'string',
       default: '3',
-      description: 'measured runs of each paired scenario (floor/replay, baseline/first), alternating within the pair',
+      description: 'measured runs of the compared scenarios (floor/replay/replay-executed, baseline/first), alternating their order',
     },
     connections: { type: 'string', default: '10', description: 'concurrent connections of the load generator' },
     users: { type: 'string', default: '100', description: 'users the requests are spread over (round-robin)' },
@@ -68,6 +68,8 @@ runCommand(async (cleanup) => {
   const bypass = await startServer(cleanup, 'bypass', db.url, { mode: 'bypass', profileDir });
   // replay-db: the engine with its replay cache off, so every replay reads the record.
   const uncached = await startServer(cleanup, 'engine-nocache', db.url, { mode: 'engine', cacheSize: 0, profileDir });
+  // replay-executed: the record cache on, remembered responses off, so every replay executes.
+  const executing = await startServer(cleanup, 'engine-noresponse', db.url, { mode: 'engine', responseCacheSize: 0, profileDir });
   const recordTokens = await mintTokens(RECORD_USERS);
   const tokens = recordTokens.slice(0, users);
   const products = await productIds(db.pool);
@@ -85,17 +87,17 @@ runCommand(async (cleanup) => {
     await measureRounds(1, [{ name, server, run }]);
   };
   /**
-   * Runs the scenarios of a pair in `rounds` rounds, alternating their order (A B, B A, A B ...),
-   * so a drift of the shared machine's speed falls on both sides of their ratio alike; each
+   * Runs a group of scenarios in `rounds` rounds, alternating their order (A B C, C B A, ...),
+   * so a drift of the shared machine's speed falls on both sides of their ratios alike; each
    * scenario's figures are its rounds combined.
    */
-  const measureRounds = async (count: number, pair: readonly Scenario[]) => {
-    const runs = pair.map(() => [] as LoadResult[]);
-    const engineTime = pair.map(() => ({ sum: 0, count: 0 }));
+  const measureRounds = async (count: number, group: readonly Scenario[]) => {
+    const runs = group.map(() => [] as LoadResult[]);
+    const engineTime = group.map(() => ({ sum: 0, count: 0 }));
     for (let round = 0; round < count; round++) {
-      const order = round % 2 === 0 ? pair.map((_, index) => index) : pair.map((_, index) => pair.length - 1 - index);
+      const order = round % 2 === 0 ? group.map((_, index) => index) : group.map((_, index) => group.length - 1 - index);
       for (const index of order) {
-        const { name, server, run } = pair[index] as Scenario;
+        const { name, server, run } = group[index] as Scenario;
         const overhead = server === bypass ? undefined : await engineOverhead(server);
         const label = count > 1 ? `${name} (round ${round + 1} of ${count})` : name;
         process.stderr.write(`${label} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
@@ -110,7 +112,7 @@ runCommand(async (cleanup) => {
         (runs[index] as LoadResult[]).push(result);
       }
     }
-    pair.forEach((scenario, index) => {
+    group.forEach((scenario, index) => {
       const spent = engineTime[index] as { sum: number; count: number };
       rows.push({
         name: scenario.name,
@@ -125,6 +127,11 @@ runCommand(async (cleanup) => {
   await measureRounds(rounds, [
     { name: 'floor', server: engine, run: () => floor(engine, tokens, settings) },
     { name: 'replay', server: engine, run: () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings) },
+    {
+      name: 'replay-executed',
+      server: executing,
+      run: () => replayOne(executing, tokens[0] as string, template.key, bodies[0] as string, settings),
+    },
   ]);
   await measureRounds(rounds, [
     { name: 'baseline', server: bypass, run: () => firstOrders(bypass, tokens, bodies, settings) },
@@ -163,7 +170,9 @@ runCommand(async (cleanup) => {
   const leftExpired = await db.pool.query<{ n: string }>('select count(*) as n from idempotency_records where expires_at <= now()');
   process.stderr.write(`  purged ${fmt(purge.deleted)} rows in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s)\n`);
 
-  const memory = await Promise.all([engine, bypass, uncached].map(async (server) => ({ name: server.name, peak: await server.peakRss() })));
+  const memory = await Promise.all(
+    [engine, bypass, uncached, executing].map(async (server) => ({ name: server.name, peak: await server.peakRss() })),
+  );
   await report({
     command: commandLine('bench'),
     started,

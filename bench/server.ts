@@ -22,7 +22,8 @@ export interface ReadyLine {
  * A bench-only server entry (never used by src/main.ts): the same stack as main.ts in
  * production mode, on a database the runner has already migrated and seeded. `--mode bypass`
  * replaces the idempotency engine with {@link BypassHandler}; `--cache-size` changes the
- * engine's replay cache (0: every replay reads the database).
+ * engine's replay cache (0: every replay reads the database) and `--response-cache-size` its
+ * remembered replay responses (0: every replay executes).
  */
 async function serve(): Promise<void> {
   const args = readArgs('node dist/bench/server.js', {
@@ -30,6 +31,7 @@ async function serve(): Promise<void> {
     port: { type: 'string', default: '0', description: 'port on 127.0.0.1; 0 picks a free one' },
     'database-url': { type: 'string', description: 'postgres:// URL of a migrated, seeded database' },
     'cache-size': { type: 'string', description: "engine replay cache entries (default: the engine's)" },
+    'response-cache-size': { type: 'string', description: "remembered replay responses (default: the engine's; 0: every replay executes)" },
   });
   const mode = args.mode;
   if (mode !== 'engine' && mode !== 'bypass') throw new UsageError(`--mode must be engine or bypass, got ${mode}`);
@@ -37,6 +39,7 @@ async function serve(): Promise<void> {
   if (!databaseUrl) throw new UsageError('--database-url is required');
   const port = numberArg(args, 'port', 0);
   const cacheSize = args['cache-size'] === undefined ? undefined : numberArg(args, 'cache-size', 0);
+  const responseCacheSize = args['response-cache-size'] === undefined ? undefined : numberArg(args, 'response-cache-size', 0);
 
   // An explicit environment, not process.env: every bench run serves with the same settings.
   const config = loadConfig({
@@ -76,8 +79,8 @@ async function serve(): Promise<void> {
   const metrics = new Metrics(ormMetricsSources(orm));
   let idempotency: IdempotencyHandler | undefined;
   if (mode === 'bypass') idempotency = new BypassHandler();
-  else if (cacheSize !== undefined)
-    idempotency = createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver(), cacheSize });
+  else if (cacheSize !== undefined || responseCacheSize !== undefined)
+    idempotency = createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver(), cacheSize, responseCacheSize });
   app = await buildApp({ config, orm, logger, metrics, idempotency });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
