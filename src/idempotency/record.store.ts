@@ -1,4 +1,4 @@
-import type { EntityManager, Knex } from '@mikro-orm/postgresql';
+import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Outcome } from './record.entity';
 
 /** A record as read from or written to the database. */
@@ -36,9 +36,7 @@ interface Row {
 export class IdempotencyStore {
   /** The live record of (user, key), or null: one primary-key read. */
   async findLive(em: EntityManager, userId: string, key: string): Promise<RecordRow | null> {
-    const rows = await this.query<Row>(
-      em,
-      'idempotency_find_live',
+    const rows = await em.execute<Row[]>(
       `select operation, fingerprint, outcome, result, created_at, expires_at
          from idempotency_records
         where user_id = ? and key = ? and expires_at > now()`,
@@ -54,9 +52,7 @@ export class IdempotencyStore {
    * statement waits for it (bounded by the connection's lock_timeout).
    */
   async insert(em: EntityManager, record: NewRecord): Promise<RecordRow | null> {
-    const rows = await this.query<Pick<Row, 'created_at' | 'expires_at' | 'replaced'>>(
-      em,
-      'idempotency_insert',
+    const rows = await em.execute<Pick<Row, 'created_at' | 'expires_at' | 'replaced'>[]>(
       `insert into idempotency_records as r
               (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
        values (?, ?, ?, ?, ?, ?::jsonb, now(), now() + make_interval(secs => ?))
@@ -106,25 +102,6 @@ export class IdempotencyStore {
       [batchSize],
     );
     return Number(rows[0]?.deleted ?? 0);
-  }
-
-  /**
-   * Runs one of the hot-path statements as a named prepared statement on the EntityManager's
-   * connection (its open transaction, if any). PostgreSQL parses and plans it once per
-   * connection, and the values travel as parameters instead of being inlined into the SQL text
-   * as `em.execute` does. The statement is reported to the ORM's `onQuery` like its own.
-   */
-  private async query<R>(em: EntityManager, name: string, sql: string, params: unknown[]): Promise<R[]> {
-    em.config.get('onQuery')(sql, params);
-    const statement = em
-      .getConnection()
-      .getKnex()
-      .raw(sql, params as Knex.RawBinding[])
-      .options({ name });
-    const transaction = em.getTransactionContext<Knex.Transaction>();
-    if (transaction) statement.transacting(transaction);
-    const result: { rows: R[] } = await statement;
-    return result.rows;
   }
 }
 
