@@ -54,7 +54,7 @@ export async function report(run: RunReport): Promise<void> {
     };
   };
   const { storm, purge } = run;
-  const dip = purge.during.rps / rps('scale-first');
+  const dip = purge.during.rps / purge.before.rps;
   const errors = run.rows.reduce((sum, row) => sum + row.result.errors, storm.errors);
   const checks: Check[] = [
     ratio('first', 'baseline', 0.9),
@@ -78,10 +78,16 @@ export async function report(run: RunReport): Promise<void> {
     ratio('scale-replay-db', 'replay-db', 0.9),
     { name: 'purge rows/s', value: fmt(purge.rowsPerSecond), target: '≥ 50,000', pass: purge.rowsPerSecond >= 50_000 },
     {
-      name: 'first during purge / scale-first',
-      value: `${fmt(dip, 2)} (${fmt(purge.during.rps)} / ${fmt(rps('scale-first'))} req/s)`,
+      name: 'first during purge / before it',
+      value: `${fmt(dip, 2)} (${fmt(purge.during.rps)} / ${fmt(purge.before.rps)} req/s)`,
       target: '≥ 0.80',
       pass: dip >= 0.8,
+    },
+    {
+      name: 'first during purge / scale-first',
+      value: `${fmt(purge.during.rps / rps('scale-first'), 2)} (${fmt(purge.during.rps)} / ${fmt(rps('scale-first'))} req/s)`,
+      target: 'information',
+      pass: undefined,
     },
     { name: 'errors in all scenarios', value: fmt(errors), target: '= 0', pass: errors === 0 },
   ];
@@ -143,7 +149,7 @@ export async function report(run: RunReport): Promise<void> {
     '',
     `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
     '',
-    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran; throughput ${fmt(purge.before.rps)} req/s before it, ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
+    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
     '',
     '### Ratios and targets',
     '',
