@@ -19,11 +19,13 @@ export async function purgeExpired(
   pauseRatio = PURGE_PAUSE_RATIO,
 ): Promise<number> {
   let total = 0;
+  let from: Date | null = null;
   for (;;) {
     const started = performance.now();
-    const deleted = await store.purgeExpiredBatch(orm.em.fork(), batchSize);
-    total += deleted;
-    if (deleted < batchSize) return total;
+    const batch = await store.purgeExpiredBatch(orm.em.fork(), batchSize, from);
+    total += batch.deleted;
+    if (batch.deleted < batchSize) return total;
+    from = batch.last;
     if (pauseRatio > 0) await new Promise((resolve) => setTimeout(resolve, (performance.now() - started) * pauseRatio));
   }
 }

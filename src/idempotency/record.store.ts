@@ -82,27 +82,37 @@ export class IdempotencyStore {
   }
 
   /**
-   * Deletes up to `batchSize` expired records, oldest first; returns how many were deleted.
-   * Rows are found through the expiry index and deleted by their physical address (ctid),
-   * several times faster than joining back on the primary key; rows another transaction holds
-   * (a key being re-executed) are skipped, so the purge never waits on live traffic.
+   * Deletes up to `batchSize` expired records, oldest first, from `from` on (the expiry where
+   * the previous batch ended; null: from the start). Rows are found through the expiry index
+   * and deleted by their physical address (ctid), several times faster than joining back on
+   * the primary key; rows another transaction holds (a key being re-executed) are skipped, so
+   * the purge never waits on live traffic. Starting where the previous batch ended keeps the
+   * index scan off the entries of rows already deleted, which stay in the index until vacuum.
    */
-  async purgeExpiredBatch(em: EntityManager, batchSize: number): Promise<number> {
-    const rows = await em.execute<{ deleted: string }[]>(
+  async purgeExpiredBatch(em: EntityManager, batchSize: number, from: Date | null = null): Promise<PurgedBatch> {
+    const rows = await em.execute<{ deleted: string; last: Date | string | null }[]>(
       `with gone as (
          delete from idempotency_records
           where ctid = any (array(
                   select ctid from idempotency_records
-                   where expires_at <= now()
+                   where expires_at <= now() and expires_at >= coalesce(?::timestamptz, '-infinity')
                    order by expires_at
                    limit ?
                      for update skip locked))
-         returning 1)
-       select count(*) as deleted from gone`,
-      [batchSize],
+         returning expires_at)
+       select count(*) as deleted, max(expires_at) as last from gone`,
+      [from ? from.toISOString() : null, batchSize],
     );
-    return Number(rows[0]?.deleted ?? 0);
+    const row = rows[0];
+    return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last) : null };
   }
+}
+
+/** What one purge batch did. */
+export interface PurgedBatch {
+  readonly deleted: number;
+  /** The latest expiry among the deleted rows; the next batch starts there. */
+  readonly last: Date | null;
 }
 
 function toRecord(userId: string, key: string, row: Row): RecordRow {

@@ -53,6 +53,25 @@ describe('idempotency rules', () => {
       expect(await purgeExpired(ctx.server.orm, new IdempotencyStore())).toBe(0);
     });
 
+    it('purges every expired record when batches end inside a run of equal expiries, microseconds apart', async () => {
+      const user = `purge-ties-${randomBytes(4).toString('hex')}`;
+      // 9 rows in three expiries one microsecond apart (three rows each), below millisecond precision.
+      await sql(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+         select $1, 'tie-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+                now() - interval '2 days', date_trunc('second', now()) - interval '1 hour' + (n % 3) * interval '1 microsecond'
+           from generate_series(1, 9) as n`,
+        [user],
+      );
+      const [before] = await sql<{ expired: number }>('select count(*)::int as expired from idempotency_records where expires_at <= now()');
+
+      const deleted = await purgeExpired(ctx.server.orm, new IdempotencyStore(), 2);
+
+      expect(deleted).toBe(before!.expired);
+      expect(await sql('select key from idempotency_records where user_id = $1', [user])).toEqual([]);
+      expect(await sql('select 1 from idempotency_records where expires_at <= now()')).toEqual([]);
+    });
+
     describe('with IDEMPOTENCY_TTL_SECONDS=1', () => {
       let shortLived: TestServer;
       let token: string;
