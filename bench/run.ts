@@ -38,8 +38,8 @@ runCommand(async (cleanup) => {
     warmup: { type: 'string', default: '3', description: 'seconds of unmeasured load before each scenario' },
     rounds: {
       type: 'string',
-      default: '3',
-      description: 'measured runs of the compared scenarios (floor/replay/replay-executed, baseline/first), alternating their order',
+      default: '4',
+      description: 'measured runs of every autocannon scenario, alternating their order within each group (even: each order equally often)',
     },
     connections: { type: 'string', default: '10', description: 'concurrent connections of the load generator' },
     users: { type: 'string', default: '100', description: 'users the requests are spread over (round-robin)' },
@@ -83,9 +83,6 @@ runCommand(async (cleanup) => {
   await db.pool.query('vacuum analyze idempotency_records');
 
   const rows: Row[] = [];
-  const measure = async (name: string, server: BenchServer, run: () => Promise<LoadResult>) => {
-    await measureRounds(1, [{ name, server, run }]);
-  };
   /**
    * Runs a group of scenarios in `rounds` rounds, alternating their order (A B C, C B A, ...),
    * so a drift of the shared machine's speed falls on both sides of their ratios alike; each
@@ -136,10 +133,12 @@ runCommand(async (cleanup) => {
   await measureRounds(rounds, [
     { name: 'baseline', server: bypass, run: () => firstOrders(bypass, tokens, bodies, settings) },
     { name: 'first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
+    {
+      name: 'replay-db',
+      server: uncached,
+      run: () => replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
+    },
   ]);
-  await measure('replay-db', uncached, () =>
-    replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
-  );
 
   process.stderr.write(`storm: ${stormKeys} keys × ${stormSize} concurrent requests...\n`);
   const stormResult = await storm(engine, db, tokens, products, stormKeys, stormSize, id);
@@ -159,11 +158,19 @@ runCommand(async (cleanup) => {
   );
   process.stderr.write(`  loaded in ${fmt(loadSeconds, 1)} s: ${tableSize.rows[0]?.rows} rows, ${tableSize.rows[0]?.size}\n`);
 
-  await measure('scale-first', engine, () => firstOrders(engine, tokens, bodies, settings));
-  await measure('scale-replay', engine, () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings));
-  await measure('scale-replay-db', uncached, () =>
-    replayLoaded(uncached, recordTokens, `live-${id}-`, records, bodies[0] as string, settings),
-  );
+  await measureRounds(rounds, [
+    { name: 'scale-first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
+    {
+      name: 'scale-replay',
+      server: engine,
+      run: () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings),
+    },
+    {
+      name: 'scale-replay-db',
+      server: uncached,
+      run: () => replayLoaded(uncached, recordTokens, `live-${id}-`, records, bodies[0] as string, settings),
+    },
+  ]);
 
   process.stderr.write('purge of the expired records under createOrder load...\n');
   const purge = await purgeUnderLoad(engine, db, tokens, bodies, settings);
