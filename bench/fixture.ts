@@ -17,7 +17,7 @@ import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, stopPid, waitForEx
 /** Stock every product gets, so that no run ever hits INSUFFICIENT_STOCK. */
 const STOCK = 1_000_000_000;
 
-/** A fresh, migrated and seeded PostgreSQL for one bench command, gone when the command ends. */
+/** A fresh, migrated and seeded PostgreSQL database for one bench command, gone when the command ends. */
 export interface BenchDatabase {
   readonly url: string;
   /** Raw SQL from the runner (loading, counting, settings). */
@@ -27,8 +27,8 @@ export interface BenchDatabase {
 }
 
 /**
- * Starts one embedded PostgreSQL in a new temporary DATA_DIR, applies the migrations, seeds the
- * demo catalog and gives every product a stock that cannot run out.
+ * Starts one embedded PostgreSQL in a new temporary DATA_DIR and prepares its default
+ * database: migrations, the demo catalog, and a stock for every product that cannot run out.
  */
 export async function startDatabase(cleanup: Cleanup): Promise<BenchDatabase> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'orders-bench-'));
@@ -44,16 +44,28 @@ export async function startDatabase(cleanup: Cleanup): Promise<BenchDatabase> {
     await withTimeout(embedded.stop(), 30_000, 'PostgreSQL shutdown').catch(() => undefined);
     if (postmaster !== undefined && !(await waitForExit(postmaster, 1_000))) await stopPid(postmaster, 10_000);
   });
+  return prepareDatabase(cleanup, embedded.url);
+}
 
-  const pool = new pg.Pool({ connectionString: embedded.url, max: 4 });
+/** Creates another database `name` in the same cluster as `db`, prepared the same way. */
+export async function addDatabase(cleanup: Cleanup, db: BenchDatabase, name: string): Promise<BenchDatabase> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
+  await db.pool.query(`create database ${name}`);
+  const url = new URL(db.url);
+  url.pathname = `/${name}`;
+  return prepareDatabase(cleanup, url.toString());
+}
+
+async function prepareDatabase(cleanup: Cleanup, url: string): Promise<BenchDatabase> {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
   cleanup.add('close the SQL pool', () => pool.end());
-  const orm = await openOrm({ clientUrl: embedded.url });
+  const orm = await openOrm({ clientUrl: url });
   cleanup.add('close the ORM', () => orm.close(true));
   await migrate(orm);
   await seedCatalog(orm.em.fork());
   await pool.query('update products set stock = $1', [STOCK]);
   await pool.query('vacuum analyze');
-  return { url: embedded.url, pool, orm };
+  return { url, pool, orm };
 }
 
 async function postmasterPid(dataDir: string): Promise<number | undefined> {

@@ -107,8 +107,8 @@ export async function report(run: RunReport): Promise<void> {
       ]),
       ['storm', 'engine', 'n/a', fmt(storm.p50, 1), fmt(storm.p99, 1), fmt(storm.errors), `${fmt(storm.keys)} × ${fmt(storm.size)}`, 'n/a'],
       [
-        'purge (first under load)',
-        'engine',
+        'purge (first under load, second database)',
+        'engine-scale',
         fmt(purge.during.rps),
         fmt(purge.during.p50, 1),
         fmt(purge.during.p99, 1),
@@ -137,19 +137,19 @@ export async function report(run: RunReport): Promise<void> {
     run.environment,
     `- Command: \`${run.command}\``,
     `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
-    `- Rounds: floor/replay/replay-executed and baseline/first ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} each, alternating their order within the group (A B C, C B A, ...); their rows combine the rounds, and a ratio between two of them lists its per-round values`,
+    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (floor, replay, replay-executed, scale-replay · baseline, first, scale-first, replay-db, scale-replay-db), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
     '',
     '### Scenarios',
     '',
     scenarioTable,
     '',
-    'floor: `{ __typename }` with a bearer token · baseline: createOrder with the engine bypassed (bench/bypass-handler.ts) · first: a new key per request · replay: one stored key, the same request again and again, answered with the remembered replay response (nothing executes) · replay-executed: the same on a server with remembered responses off, so each replay executes the payload from the in-process record cache · replay-db: random stored keys on a server with the replay cache off (one primary-key read each) · storm: concurrent duplicates of one key, repeated per key · scale-*: after loading the records below · engine ms/call: mean of the server’s own `idempotency_engine_overhead_seconds` over the scenario (warm-up included; it counts everything around the mutation: pool waits, the lookup, BEGIN, the record insert and COMMIT).',
+    'floor: `{ __typename }` with a bearer token · baseline: createOrder with the engine bypassed (bench/bypass-handler.ts) · first: a new key per request · replay: one stored key, the same request again and again, answered with the remembered replay response (nothing executes) · replay-executed: the same on a server with remembered responses off, so each replay executes the payload from the in-process record cache · replay-db: random stored keys on a server with the replay cache off (one primary-key read each) · storm: concurrent duplicates of one key, repeated per key · scale-*: the same on a second database of the same PostgreSQL, holding the records below, on servers of its own; measured in the same rounds as the others · engine ms/call: mean of the server’s own `idempotency_engine_overhead_seconds` over the scenario (warm-up included; it counts everything around the mutation: pool waits, the lookup, BEGIN, the record insert and COMMIT).',
     '',
     `Storm: ${fmt(storm.keys)} keys × ${fmt(storm.size)} concurrent requests; orders per key ${storm.minExecutions}..${storm.maxExecutions} (from the database), engine executions ${fmt(storm.engineExecuted)}, replayed answers ${fmt(storm.replayed)}, keys with differing answers ${storm.divergentKeys}.`,
     '',
-    `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
+    `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded into the second database before the measured scenarios, in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
     '',
-    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
+    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
     '',
     '### Ratios and targets',
     '',
@@ -168,7 +168,7 @@ export async function report(run: RunReport): Promise<void> {
   await writeResults(
     Section.Latest,
     body,
-    `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections): ` +
+    `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections × ${run.rounds} rounds): ` +
       `first/baseline ${key('first / baseline')}, replay/first ${key('replay / first')}, replay/floor ${key('replay / floor')}, ` +
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
       `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${targets.length} checks pass`,

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import path from 'node:path';
 import {
+  addDatabase,
   type BenchServer,
   headers,
   mintTokens,
@@ -62,6 +63,9 @@ runCommand(async (cleanup) => {
   const id = runId();
 
   const db = await startDatabase(cleanup);
+  // The scale scenarios run on a second database of the same cluster, loaded with the records,
+  // in the same rounds as their counterparts on the first: drift falls on both alike.
+  const scaleDb = await addDatabase(cleanup, db, 'bench_scale');
   const env = await environment(db.pool);
   const profileDir = args.profile === undefined ? undefined : path.resolve(args.profile);
   const engine = await startServer(cleanup, 'engine', db.url, { mode: 'engine', profileDir });
@@ -70,17 +74,37 @@ runCommand(async (cleanup) => {
   const uncached = await startServer(cleanup, 'engine-nocache', db.url, { mode: 'engine', cacheSize: 0, profileDir });
   // replay-executed: the record cache on, remembered responses off, so every replay executes.
   const executing = await startServer(cleanup, 'engine-noresponse', db.url, { mode: 'engine', responseCacheSize: 0, profileDir });
+  const scaleEngine = await startServer(cleanup, 'engine-scale', scaleDb.url, { mode: 'engine', profileDir });
+  const scaleUncached = await startServer(cleanup, 'engine-scale-nocache', scaleDb.url, { mode: 'engine', cacheSize: 0, profileDir });
   const recordTokens = await mintTokens(RECORD_USERS);
   const tokens = recordTokens.slice(0, users);
   const products = await productIds(db.pool);
   const bodies = orderBodies(products);
+  const scaleBodies = orderBodies(await productIds(scaleDb.pool));
 
-  // The stored key every replay uses; its record is the template of the loaded ones.
+  // The stored key every replay uses (one per database); its record is the template of the loaded ones.
   const template = { userId: userId(0), key: `replay-${id}` };
-  const created = await post(engine.url, headers(tokens[0] as string, template.key), bodies[0] as string);
-  if (created.status !== 200 || created.text.includes('"errors"')) throw new Error(`could not create the replay order: ${created.text}`);
+  for (const [server, body] of [
+    [engine, bodies[0]],
+    [scaleEngine, scaleBodies[0]],
+  ] as const) {
+    const created = await post(server.url, headers(tokens[0] as string, template.key), body as string);
+    if (created.status !== 200 || created.text.includes('"errors"')) throw new Error(`could not create the replay order: ${created.text}`);
+  }
   await loadRecords(db.pool, template, `small-${id}-`, SMALL_RECORDS, 'live');
   await db.pool.query('vacuum analyze idempotency_records');
+
+  process.stderr.write(`scale: loading ${fmt(records)} live and ${fmt(records)} expired records into the second database...\n`);
+  const loadStarted = performance.now();
+  await loadRecords(scaleDb.pool, template, `live-${id}-`, records, 'live');
+  await loadRecords(scaleDb.pool, template, `expired-${id}-`, records, 'expired');
+  await scaleDb.pool.query('vacuum analyze idempotency_records');
+  await scaleDb.pool.query('checkpoint');
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  const tableSize = await scaleDb.pool.query<{ size: string; rows: string }>(
+    `select pg_size_pretty(pg_total_relation_size('idempotency_records')) as size, (select count(*) from idempotency_records) as rows`,
+  );
+  process.stderr.write(`  loaded in ${fmt(loadSeconds, 1)} s: ${tableSize.rows[0]?.rows} rows, ${tableSize.rows[0]?.size}\n`);
 
   const rows: Row[] = [];
   /**
@@ -129,14 +153,25 @@ runCommand(async (cleanup) => {
       server: executing,
       run: () => replayOne(executing, tokens[0] as string, template.key, bodies[0] as string, settings),
     },
+    {
+      name: 'scale-replay',
+      server: scaleEngine,
+      run: () => replayOne(scaleEngine, tokens[0] as string, template.key, scaleBodies[0] as string, settings),
+    },
   ]);
   await measureRounds(rounds, [
     { name: 'baseline', server: bypass, run: () => firstOrders(bypass, tokens, bodies, settings) },
     { name: 'first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
+    { name: 'scale-first', server: scaleEngine, run: () => firstOrders(scaleEngine, tokens, scaleBodies, settings) },
     {
       name: 'replay-db',
       server: uncached,
       run: () => replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
+    },
+    {
+      name: 'scale-replay-db',
+      server: scaleUncached,
+      run: () => replayLoaded(scaleUncached, recordTokens, `live-${id}-`, records, scaleBodies[0] as string, settings),
     },
   ]);
 
@@ -146,39 +181,16 @@ runCommand(async (cleanup) => {
     `  storm: p99 ${fmt(stormResult.p99, 1)} ms, executions per key ${stormResult.minExecutions}..${stormResult.maxExecutions}, ${stormResult.errors} errors\n`,
   );
 
-  process.stderr.write(`scale: loading ${fmt(records)} live and ${fmt(records)} expired records...\n`);
-  const loadStarted = performance.now();
-  await loadRecords(db.pool, template, `live-${id}-`, records, 'live');
-  await loadRecords(db.pool, template, `expired-${id}-`, records, 'expired');
-  await db.pool.query('vacuum analyze idempotency_records');
-  await db.pool.query('checkpoint');
-  const loadSeconds = (performance.now() - loadStarted) / 1000;
-  const tableSize = await db.pool.query<{ size: string; rows: string }>(
-    `select pg_size_pretty(pg_total_relation_size('idempotency_records')) as size, (select count(*) from idempotency_records) as rows`,
-  );
-  process.stderr.write(`  loaded in ${fmt(loadSeconds, 1)} s: ${tableSize.rows[0]?.rows} rows, ${tableSize.rows[0]?.size}\n`);
-
-  await measureRounds(rounds, [
-    { name: 'scale-first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
-    {
-      name: 'scale-replay',
-      server: engine,
-      run: () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings),
-    },
-    {
-      name: 'scale-replay-db',
-      server: uncached,
-      run: () => replayLoaded(uncached, recordTokens, `live-${id}-`, records, bodies[0] as string, settings),
-    },
-  ]);
-
   process.stderr.write('purge of the expired records under createOrder load...\n');
-  const purge = await purgeUnderLoad(engine, db, tokens, bodies, settings);
-  const leftExpired = await db.pool.query<{ n: string }>('select count(*) as n from idempotency_records where expires_at <= now()');
+  const purge = await purgeUnderLoad(scaleEngine, scaleDb, tokens, scaleBodies, settings);
+  const leftExpired = await scaleDb.pool.query<{ n: string }>('select count(*) as n from idempotency_records where expires_at <= now()');
   process.stderr.write(`  purged ${fmt(purge.deleted)} rows in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s)\n`);
 
   const memory = await Promise.all(
-    [engine, bypass, uncached, executing].map(async (server) => ({ name: server.name, peak: await server.peakRss() })),
+    [engine, bypass, uncached, executing, scaleEngine, scaleUncached].map(async (server) => ({
+      name: server.name,
+      peak: await server.peakRss(),
+    })),
   );
   await report({
     command: commandLine('bench'),
