@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import { print } from 'graphql';
-import { Client } from 'pg';
 import { type AttemptReport, PlaceOrderError, placeOrderWithRetries } from '../../examples/retrying-client';
-import { withClient } from '../support/database';
+import { lockProducts, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 import { CreateOrderDocument } from './generated/graphql';
 import { type Fault, type FaultyProxy, startFaultyProxy } from './support/faulty-proxy';
@@ -177,18 +176,6 @@ describe('examples/retrying-client.ts while the first request with its key is st
     await server?.close();
   });
 
-  /** Holds row locks on products until released, so a request that needs them keeps running. */
-  async function lockProducts(ids: string[]): Promise<() => Promise<void>> {
-    const client = new Client({ connectionString: server.databaseUrl });
-    await client.connect();
-    await client.query('BEGIN');
-    await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
-    return async () => {
-      await client.query('COMMIT');
-      await client.end();
-    };
-  }
-
   it('waits retryAfterSeconds after IDEMPOTENCY_REQUEST_IN_PROGRESS, then gets the replay of the first request', async () => {
     const user = `patient-${randomUUID()}`;
     const token = await server.token(user);
@@ -206,8 +193,8 @@ describe('examples/retrying-client.ts while the first request with its key is st
     const key = randomUUID();
     // The first request (another tab, say) waits for two row locks in turn, each under the 1 s lock
     // timeout: it runs for about 1.6 s, longer than a duplicate may wait.
-    const releaseA = await lockProducts([a!]);
-    const releaseB = await lockProducts([b!]);
+    const releaseA = await lockProducts(server.databaseUrl, [a!]);
+    const releaseB = await lockProducts(server.databaseUrl, [b!]);
     const first = server.gql<{ createOrder: { order: { id: string } } }>(
       print(CreateOrderDocument),
       { input, key },

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { getIntrospectionQuery } from 'graphql';
-import { Client } from 'pg';
-import { withClient } from '../support/database';
+import { lockProducts, withClient } from '../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 /** 40 characters, as an operator would set. */
@@ -67,21 +66,6 @@ function createOrderFields(productId: string, keys: string[]): string {
 
 function keysFor(prefix: string, n: number): string[] {
   return Array.from({ length: n }, (_, index) => `${prefix}-${index}`);
-}
-
-/** Holds row locks on products in a transaction of its own until released. */
-async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
-  const client = new Client({ connectionString: databaseUrl });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    await client.query('COMMIT');
-    await client.end();
-  };
 }
 
 async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {

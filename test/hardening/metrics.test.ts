@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Client } from 'pg';
-import { withClient } from '../support/database';
+import { lockProducts, withClient } from '../support/database';
 import { parseMetrics, scrape } from '../support/metrics';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
@@ -41,20 +40,6 @@ async function productIds(server: TestServer): Promise<string[]> {
     const { rows } = await client.query<{ id: string }>('SELECT id FROM products ORDER BY id');
     return rows.map((row) => row.id);
   });
-}
-
-async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
-  const client = new Client({ connectionString: databaseUrl });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    await client.query('COMMIT');
-    await client.end();
-  };
 }
 
 async function waitForLockWaiters(server: TestServer, count: number): Promise<void> {

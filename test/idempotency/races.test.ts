@@ -1,5 +1,4 @@
-import { Client } from 'pg';
-import { withClient } from '../support/database';
+import { lockProducts, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation Create($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -10,18 +9,6 @@ const CREATE = `mutation Create($input: CreateOrderInput!, $key: IdempotencyKey)
 
 interface Created {
   createOrder: { order: { id: string; lines: { quantity: number }[] } } | null;
-}
-
-/** Opens a transaction that holds row locks on the given products until released. */
-async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
-  const client = new Client({ connectionString: databaseUrl });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
-  return async () => {
-    await client.query('COMMIT');
-    await client.end();
-  };
 }
 
 async function stockOf(server: TestServer, productId: string): Promise<number> {

@@ -33,3 +33,21 @@ export async function dropTestDatabase(databaseUrl: string): Promise<void> {
   const name = new URL(databaseUrl).pathname.slice(1);
   await withClient(adminUrl(), (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
 }
+
+/**
+ * Holds row locks on the given products in a transaction of its own until released, so a
+ * request that needs them keeps running. Releasing twice is harmless.
+ */
+export async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
+  const client = new Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await client.query('COMMIT');
+    await client.end();
+  };
+}
