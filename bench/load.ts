@@ -115,19 +115,23 @@ async function measure(options: LoadOptions): Promise<LoadResult> {
   });
   const result = await done;
   const seconds = (endedAt ?? elapsed()) / 1000;
-  const [p50, p99] = percentiles(latency, [50, 99]);
   transport = Math.max(transport, result.errors + result.timeouts);
+  return loadResult(at, latency, seconds, { transport, non2xx, graphqlErrors, notReplayed }, sampleError);
+}
+
+type ErrorCounts = Pick<LoadResult, 'transport' | 'non2xx' | 'graphqlErrors' | 'notReplayed'>;
+
+/** A LoadResult from every response's completion time and latency, over `seconds`. */
+function loadResult(at: number[], latency: number[], seconds: number, counts: ErrorCounts, sampleError: string | undefined): LoadResult {
+  const [p50, p99] = percentiles(latency, [50, 99]);
   return {
     responses: at.length,
     seconds,
     rps: at.length / seconds,
     p50: p50 as number,
     p99: p99 as number,
-    transport,
-    non2xx,
-    graphqlErrors,
-    notReplayed,
-    errors: transport + non2xx + graphqlErrors + notReplayed,
+    ...counts,
+    errors: counts.transport + counts.non2xx + counts.graphqlErrors + counts.notReplayed,
     at: Float64Array.from(at),
     latency: Float64Array.from(latency),
     sampleError,
@@ -169,23 +173,12 @@ export function combine(runs: readonly LoadResult[]): LoadResult {
     for (const ms of run.latency) latency.push(ms);
     offsetMs += run.seconds * 1000;
   }
-  const sum = (field: 'transport' | 'non2xx' | 'graphqlErrors' | 'notReplayed' | 'errors') =>
-    runs.reduce((total, run) => total + run[field], 0);
-  const seconds = offsetMs / 1000;
-  const [p50, p99] = percentiles(latency, [50, 99]);
-  return {
-    responses: at.length,
-    seconds,
-    rps: at.length / seconds,
-    p50: p50 as number,
-    p99: p99 as number,
-    transport: sum('transport'),
-    non2xx: sum('non2xx'),
-    graphqlErrors: sum('graphqlErrors'),
-    notReplayed: sum('notReplayed'),
-    errors: sum('errors'),
-    at: Float64Array.from(at),
-    latency: Float64Array.from(latency),
-    sampleError: runs.find((run) => run.sampleError !== undefined)?.sampleError,
-  };
+  const sum = (field: keyof ErrorCounts) => runs.reduce((total, run) => total + run[field], 0);
+  return loadResult(
+    at,
+    latency,
+    offsetMs / 1000,
+    { transport: sum('transport'), non2xx: sum('non2xx'), graphqlErrors: sum('graphqlErrors'), notReplayed: sum('notReplayed') },
+    runs.find((run) => run.sampleError !== undefined)?.sampleError,
+  );
 }
