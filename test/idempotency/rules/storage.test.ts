@@ -137,6 +137,28 @@ describe('idempotency rules', () => {
       expect(row).toEqual({ type: 'object', kind: 'payload', id: order.id, text: expect.stringContaining(order.id) });
     });
 
+    it('stores and replays text with quotes, backslashes and dollar signs exactly, for a user whose id has them too', async () => {
+      // The engine writes its values into the statement as literals: none of these may end one.
+      const user = `o'neil\\ $$ $q$ "x" 🦆 ${randomBytes(3).toString('hex')}`;
+      const token = await ctx.server.token(user);
+      const note = `it's \\'; drop table orders; -- $$ $1 \\x00 \\\\ "quoted" ünïcödé 🦆`;
+      const key = newKey();
+      const input = { ...mug(), note };
+
+      const first = await placed(input, key, { token });
+      const replays = [await placed(input, key, { token }), await placed(input, key, { token, on: ctx.uncached })];
+
+      expect(first.body.data!.createOrder.order.note).toBe(note);
+      for (const replay of replays) expect(replay.body.data).toEqual(first.body.data);
+      expect(markersOf(replays[1]!)).toEqual([expect.objectContaining({ replayed: true })]);
+      const rows = await sql<{ user_id: string; note: string }>(
+        `select user_id, result#>>'{payload,order,note}' as note from idempotency_records where key = $1`,
+        [key],
+      );
+      expect(rows).toEqual([{ user_id: user, note }]);
+      expect(await sql('select count(*)::int as count from orders where note = $1', [note])).toEqual([{ count: 1 }]);
+    });
+
     describe('with IDEMPOTENCY_ENCRYPTION_KEY', () => {
       let encrypted: TestServer;
       let token: string;
