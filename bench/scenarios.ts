@@ -181,11 +181,18 @@ function send(agent: http.Agent, url: string, requestHeaders: Record<string, str
 /** Users the loaded records belong to (`user-0` ... ), the bench users among them. */
 export const RECORD_USERS = 10_000;
 
+/** How far apart the first and the last of a load's records were written: 22 hours. */
+const LOAD_SPAN_SECONDS = 79_200;
+
 /**
  * Inserts `count` records `<prefix><n>` (n = 1..count) for users `user-<n mod RECORD_USERS>`,
  * copying operation, fingerprint and stored result from a real record, so that a request with
  * the template's arguments replays any of them. Live records expire 2 to 24 hours from now;
  * expired ones expired 1 to 23 hours ago.
+ *
+ * As in a table written by real traffic, records lie in the table in the order they were
+ * written, so expiry follows their position: n = 1 is the oldest. The chunks are inserted one
+ * after another for that reason (two concurrent inserts would interleave their pages).
  */
 export async function loadRecords(
   pool: pg.Pool,
@@ -197,26 +204,18 @@ export async function loadRecords(
   const started = performance.now();
   const chunk = 100_000;
   const ageOffset = state === 'live' ? 0 : 86_400 + 3_600;
-  const ranges: [number, number][] = [];
-  for (let from = 1; from <= count; from += chunk) ranges.push([from, Math.min(count, from + chunk - 1)]);
-  let done = 0;
-  // Two statements at a time: one per core.
-  const worker = async () => {
-    for (let range = ranges.shift(); range; range = ranges.shift()) {
-      await pool.query(
-        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         select 'user-' || (i % $5::int), $4::text || i, t.operation, t.fingerprint, t.outcome, t.result,
-                now() - make_interval(secs => $6::int + i % 79200),
-                now() - make_interval(secs => $6::int + i % 79200) + interval '1 day'
-           from generate_series($1::int, $2::int) as i,
-                (select operation, fingerprint, outcome, result from idempotency_records where user_id = $3 and key = $7) as t`,
-        [range[0], range[1], template.userId, prefix, RECORD_USERS, ageOffset, template.key],
-      );
-      done += range[1] - range[0] + 1;
-      process.stderr.write(`  ${state} records: ${fmt(done)} / ${fmt(count)}\r`);
-    }
-  };
-  await Promise.all([worker(), worker()]);
+  for (let from = 1; from <= count; from += chunk) {
+    const to = Math.min(count, from + chunk - 1);
+    await pool.query(
+      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+       select 'user-' || (i % $5::int), $4::text || i, t.operation, t.fingerprint, t.outcome, t.result, w.at, w.at + interval '1 day'
+         from generate_series($1::int, $2::int) as i
+              cross join lateral (select now() - make_interval(secs => $6::int + ($8::int - i) * $9::float8 / $8::int) as at) as w,
+              (select operation, fingerprint, outcome, result from idempotency_records where user_id = $3 and key = $7) as t`,
+      [from, to, template.userId, prefix, RECORD_USERS, ageOffset, template.key, count, LOAD_SPAN_SECONDS],
+    );
+    process.stderr.write(`  ${state} records: ${fmt(to)} / ${fmt(count)}\r`);
+  }
   process.stderr.write('\n');
   return performance.now() - started;
 }
