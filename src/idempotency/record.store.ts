@@ -86,30 +86,46 @@ export class IdempotencyStore {
   }
 
   /**
-   * Deletes up to `batchSize` expired records, oldest first, from `from` on (the expiry where
-   * the previous batch ended; null: from the start). Rows are found through the expiry index
-   * and deleted by their physical address (ctid), several times faster than joining back on
-   * the primary key; rows another transaction holds (a key being re-executed) are skipped, so
-   * the purge never waits on live traffic. Starting where the previous batch ended keeps the
-   * index scan off the entries of rows already deleted, which stay in the index until vacuum.
+   * Deletes one batch of expired records, oldest first, from `from` on (the expiry where the
+   * previous batch ended, inclusive; null: from the start): every expired record whose expiry
+   * lies between `from` and the expiry of the `batchSize`-th one. That is `batchSize` records
+   * plus any sharing that last expiry to the microsecond, which only records written by one
+   * bulk statement do.
+   *
+   * The delete is one range scan of the expiry index, so each row's page is visited once; as
+   * records lie in the table roughly in the order they were written, the pages of a batch are
+   * mostly neighbours. A record being re-executed (its expired row replaced in an open
+   * transaction) is waited for, bounded by lock_timeout, and then kept, as it no longer
+   * matches. Starting where the previous batch ended keeps the scan off the entries of rows
+   * already deleted, which stay in the index until vacuum.
    */
   async purgeExpiredBatch(em: EntityManager, batchSize: number, from: Date | null = null): Promise<PurgedBatch> {
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
+    const start = from ? from.toISOString() : null;
     const rows = await em.execute<{ deleted: string; last: Date | string | null }[]>(
       `with gone as (
          delete from idempotency_records
-          where ctid = any (array(
-                  select ctid from idempotency_records
+          where expires_at <= now()
+            and expires_at >= coalesce(?::timestamptz, '-infinity')
+            and expires_at <= coalesce((
+                  select expires_at from idempotency_records
                    where expires_at <= now() and expires_at >= coalesce(?::timestamptz, '-infinity')
                    order by expires_at
-                   limit ?
-                     for update skip locked))
+                  offset ? limit 1), 'infinity')
          returning expires_at)
        select count(*) as deleted, max(expires_at) as last from gone`,
-      [from ? from.toISOString() : null, batchSize],
+      [start, start, batchSize - 1],
     );
     const row = rows[0];
     return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last) : null };
   }
+}
+
+/** What one purge batch did. */
+export interface PurgedBatch {
+  readonly deleted: number;
+  /** The latest expiry among the deleted rows; the next batch starts there. */
+  readonly last: Date | null;
 }
 
 /**
@@ -129,13 +145,6 @@ async function query<R extends QueryResultRow>(em: EntityManager, sql: string): 
   } finally {
     await knex.client.releaseConnection(connection);
   }
-}
-
-/** What one purge batch did. */
-export interface PurgedBatch {
-  readonly deleted: number;
-  /** The latest expiry among the deleted rows; the next batch starts there. */
-  readonly last: Date | null;
 }
 
 function toRecord(userId: string, key: string, row: Row): RecordRow {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { IdempotencyStore, purgeExpired } from '../../../src/idempotency';
+import { withClient } from '../../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 import {
   CREATE_ORDER_ID_ONLY,
@@ -70,6 +71,57 @@ describe('idempotency rules', () => {
       expect(deleted).toBe(before!.expired);
       expect(await sql('select key from idempotency_records where user_id = $1', [user])).toEqual([]);
       expect(await sql('select 1 from idempotency_records where expires_at <= now()')).toEqual([]);
+    });
+
+    it('deletes one batch of the oldest expired records and continues where it ended', async () => {
+      const user = `purge-batch-${randomBytes(4).toString('hex')}`;
+      // Older than anything else in the table, one second apart: these are the first to go.
+      await sql(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+         select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+                timestamptz '2000-01-01 00:00:00Z', timestamptz '2000-01-02 00:00:00Z' + n * interval '1 second'
+           from generate_series(1, 5) as n`,
+        [user],
+      );
+      const store = new IdempotencyStore();
+      const keys = async () =>
+        (await sql<{ key: string }>('select key from idempotency_records where user_id = $1 order by key', [user])).map((row) => row.key);
+
+      const first = await store.purgeExpiredBatch(ctx.server.orm.em.fork(), 2);
+      expect(first).toEqual({ deleted: 2, last: new Date('2000-01-02T00:00:02Z') });
+      expect(await keys()).toEqual(['old-3', 'old-4', 'old-5']);
+
+      const second = await store.purgeExpiredBatch(ctx.server.orm.em.fork(), 2, first.last);
+      expect(second).toEqual({ deleted: 2, last: new Date('2000-01-02T00:00:04Z') });
+      expect(await keys()).toEqual(['old-5']);
+      await expect(store.purgeExpiredBatch(ctx.server.orm.em.fork(), 0)).rejects.toThrow(RangeError);
+    });
+
+    it('waits for a transaction replacing an expired record and keeps the record it made live', async () => {
+      const user = `purge-wait-${randomBytes(4).toString('hex')}`;
+      await sql(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+         select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+                timestamptz '2000-01-01 00:00:00Z', timestamptz '2000-01-02 00:00:00Z' + n * interval '1 second'
+           from generate_series(1, 2) as n`,
+        [user],
+      );
+      await withClient(ctx.server.databaseUrl, async (client) => {
+        // What a re-execution of key old-1 does to its expired row, left uncommitted.
+        await client.query('begin');
+        await client.query(`update idempotency_records set expires_at = now() + interval '1 hour' where user_id = $1 and key = 'old-1'`, [
+          user,
+        ]);
+        let settled = false;
+        const purge = purgeExpired(ctx.server.orm, new IdempotencyStore(), 100).finally(() => {
+          settled = true;
+        });
+        await sleep(300);
+        expect(settled).toBe(false);
+        await client.query('commit');
+        await purge;
+      });
+      expect(await sql('select key from idempotency_records where user_id = $1', [user])).toEqual([{ key: 'old-1' }]);
     });
 
     describe('with IDEMPOTENCY_TTL_SECONDS=1', () => {
