@@ -12,7 +12,7 @@ import { migrate, openOrm } from '../src/database/orm';
 import { seedCatalog } from '../src/database/seed';
 import { withTimeout } from '../src/timeout';
 import type { ReadyLine } from './server';
-import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, stopPid, waitForExit } from './support';
+import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, reportIdleClientError, stopPid, waitForExit } from './support';
 
 /** Stock every product gets, so that no run ever hits INSUFFICIENT_STOCK. */
 const STOCK = 1_000_000_000;
@@ -58,6 +58,7 @@ export async function addDatabase(cleanup: Cleanup, db: BenchDatabase, name: str
 
 async function prepareDatabase(cleanup: Cleanup, url: string): Promise<BenchDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', reportIdleClientError);
   cleanup.add('close the SQL pool', () => pool.end());
   const orm = await openOrm({ clientUrl: url });
   cleanup.add('close the ORM', () => orm.close(true));

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { productIds, startDatabase, userId } from './fixture';
 import { environment, Section, sharedMachineNote, timestamp, writeResults } from './results';
-import { commandLine, fmt, numberArg, percentiles, readArgs, runCommand, table } from './support';
+import { commandLine, fmt, numberArg, percentiles, readArgs, reportIdleClientError, runCommand, table } from './support';
 
 /** What one transaction of a variant sends, beyond BEGIN/COMMIT. */
 interface Variant {
@@ -50,6 +50,7 @@ runCommand(async (cleanup) => {
   const db = await startDatabase(cleanup);
   const env = await environment(db.pool);
   const pool = new pg.Pool({ connectionString: db.url, max: clients });
+  pool.on('error', reportIdleClientError);
   cleanup.add('close the benchmark pool', () => pool.end());
   const products = await productIds(db.pool);
 

@@ -45,6 +45,14 @@ export function commandLine(script: string): string {
 }
 
 /** Teardown steps, run last-in first-out exactly once (normal end, error, or signal). */
+/**
+ * For a pg.Pool's 'error' event: an idle pooled client lost its connection (PostgreSQL stopping
+ * at the end of a command, say). Without a listener, node-postgres throws it and the process dies.
+ */
+export function reportIdleClientError(error: Error): void {
+  process.stderr.write(`an idle database connection failed: ${error.message}\n`);
+}
+
 export class Cleanup {
   private readonly tasks: { name: string; run: () => Promise<void> }[] = [];
   private running: Promise<void> | undefined;
