@@ -137,7 +137,7 @@ export async function report(run: RunReport): Promise<void> {
     run.environment,
     `- Command: \`${run.command}\``,
     `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
-    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (floor, replay, replay-executed, scale-replay · baseline, first, scale-first, replay-db, scale-replay-db), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
+    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (floor, replay, replay-executed, scale-replay · baseline, first, scale-first, replay-db, scale-replay-db), after one unmeasured ${run.settings.seconds} s pass of every scenario of the group (so that no server starts its rounds on less warmed-up code), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
     '',
     '### Scenarios',
     '',

@@ -115,6 +115,12 @@ runCommand(async (cleanup) => {
   const measureRounds = async (count: number, group: readonly Scenario[]) => {
     const runs = group.map(() => [] as LoadResult[]);
     const engineTime = group.map(() => ({ sum: 0, count: 0 }));
+    // One unmeasured pass first: a server that has served nothing of this group yet (the bypass
+    // server, say) would otherwise run its first round on less warmed-up code than the others.
+    for (const { name, server, run } of group) {
+      process.stderr.write(`${name} on ${server.name}: warm-up pass, ${settings.seconds} s...\n`);
+      await run({ ...settings, warmupSeconds: 0 });
+    }
     for (let round = 0; round < count; round++) {
       const order = round % 2 === 0 ? group.map((_, index) => index) : group.map((_, index) => group.length - 1 - index);
       for (const index of order) {
@@ -122,7 +128,7 @@ runCommand(async (cleanup) => {
         const overhead = server === bypass ? undefined : await engineOverhead(server);
         const label = count > 1 ? `${name} (round ${round + 1} of ${count})` : name;
         process.stderr.write(`${label} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
-        const result = await run();
+        const result = await run(settings);
         const spent = overhead ? await overhead() : undefined;
         const total = engineTime[index];
         if (spent && total) {
@@ -146,32 +152,32 @@ runCommand(async (cleanup) => {
   };
 
   await measureRounds(rounds, [
-    { name: 'floor', server: engine, run: () => floor(engine, tokens, settings) },
-    { name: 'replay', server: engine, run: () => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, settings) },
+    { name: 'floor', server: engine, run: (load) => floor(engine, tokens, load) },
+    { name: 'replay', server: engine, run: (load) => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, load) },
     {
       name: 'replay-executed',
       server: executing,
-      run: () => replayOne(executing, tokens[0] as string, template.key, bodies[0] as string, settings),
+      run: (load) => replayOne(executing, tokens[0] as string, template.key, bodies[0] as string, load),
     },
     {
       name: 'scale-replay',
       server: scaleEngine,
-      run: () => replayOne(scaleEngine, tokens[0] as string, template.key, scaleBodies[0] as string, settings),
+      run: (load) => replayOne(scaleEngine, tokens[0] as string, template.key, scaleBodies[0] as string, load),
     },
   ]);
   await measureRounds(rounds, [
-    { name: 'baseline', server: bypass, run: () => firstOrders(bypass, tokens, bodies, settings) },
-    { name: 'first', server: engine, run: () => firstOrders(engine, tokens, bodies, settings) },
-    { name: 'scale-first', server: scaleEngine, run: () => firstOrders(scaleEngine, tokens, scaleBodies, settings) },
+    { name: 'baseline', server: bypass, run: (load) => firstOrders(bypass, tokens, bodies, load) },
+    { name: 'first', server: engine, run: (load) => firstOrders(engine, tokens, bodies, load) },
+    { name: 'scale-first', server: scaleEngine, run: (load) => firstOrders(scaleEngine, tokens, scaleBodies, load) },
     {
       name: 'replay-db',
       server: uncached,
-      run: () => replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, settings),
+      run: (load) => replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, load),
     },
     {
       name: 'scale-replay-db',
       server: scaleUncached,
-      run: () => replayLoaded(scaleUncached, recordTokens, `live-${id}-`, records, scaleBodies[0] as string, settings),
+      run: (load) => replayLoaded(scaleUncached, recordTokens, `live-${id}-`, records, scaleBodies[0] as string, load),
     },
   ]);
 
@@ -212,7 +218,7 @@ runCommand(async (cleanup) => {
 interface Scenario {
   readonly name: string;
   readonly server: BenchServer;
-  readonly run: () => Promise<LoadResult>;
+  readonly run: (load: LoadSettings) => Promise<LoadResult>;
 }
 
 /** Time the engine added around createOrder over what follows (from its own histogram), seconds. */
