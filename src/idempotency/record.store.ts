@@ -53,7 +53,7 @@ export class IdempotencyStore {
    * statement waits for it (bounded by the connection's lock_timeout).
    */
   async insert(em: EntityManager, record: NewRecord): Promise<RecordRow | null> {
-    if (!Number.isInteger(record.ttlSeconds) || record.ttlSeconds < 1) throw new RangeError(`ttlSeconds must be a positive integer`);
+    if (!Number.isInteger(record.ttlSeconds) || record.ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
     const { rows } = await query<Pick<Row, 'created_at' | 'expires_at' | 'replaced'>>(
       em,
       `insert into idempotency_records as r

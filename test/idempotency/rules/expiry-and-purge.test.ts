@@ -73,16 +73,23 @@ describe('idempotency rules', () => {
       expect(await sql('select 1 from idempotency_records where expires_at <= now()')).toEqual([]);
     });
 
-    it('deletes one batch of the oldest expired records and continues where it ended', async () => {
-      const user = `purge-batch-${randomBytes(4).toString('hex')}`;
-      // Older than anything else in the table, one second apart: these are the first to go.
+    /**
+     * Records `old-1` ... `old-<count>` of `user`, expired on 2000-01-02 one second apart: older
+     * than anything else in the table, so they are the first a purge deletes.
+     */
+    async function insertOldRecords(user: string, count: number): Promise<void> {
       await sql(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
          select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
                 timestamptz '2000-01-01 00:00:00Z', timestamptz '2000-01-02 00:00:00Z' + n * interval '1 second'
-           from generate_series(1, 5) as n`,
-        [user],
+           from generate_series(1, $2::int) as n`,
+        [user, count],
       );
+    }
+
+    it('deletes one batch of the oldest expired records and continues where it ended', async () => {
+      const user = `purge-batch-${randomBytes(4).toString('hex')}`;
+      await insertOldRecords(user, 5);
       const store = new IdempotencyStore();
       const keys = async () =>
         (await sql<{ key: string }>('select key from idempotency_records where user_id = $1 order by key', [user])).map((row) => row.key);
@@ -99,13 +106,7 @@ describe('idempotency rules', () => {
 
     it('waits for a transaction replacing an expired record and keeps the record it made live', async () => {
       const user = `purge-wait-${randomBytes(4).toString('hex')}`;
-      await sql(
-        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
-                timestamptz '2000-01-01 00:00:00Z', timestamptz '2000-01-02 00:00:00Z' + n * interval '1 second'
-           from generate_series(1, 2) as n`,
-        [user],
-      );
+      await insertOldRecords(user, 2);
       await withClient(ctx.server.databaseUrl, async (client) => {
         // What a re-execution of key old-1 does to its expired row, left uncommitted.
         await client.query('begin');
