@@ -67,6 +67,18 @@ function spawnServer(env: Record<string, string>): ServerProcess {
   return server;
 }
 
+/** The database URL the server logged when its embedded PostgreSQL started. */
+function databaseUrlOf(server: ServerProcess): string {
+  const started = logLines(server.output.stdout).find((entry) => entry.msg === 'embedded PostgreSQL started');
+  if (typeof started?.databaseUrl !== 'string') throw new Error(`no start line with a databaseUrl in:\n${server.output.stdout}`);
+  return started.databaseUrl;
+}
+
+/** The host of that URL: a socket directory or an address. */
+function databaseHost(server: ServerProcess): string {
+  return decodeURIComponent(new URL(databaseUrlOf(server)).hostname);
+}
+
 function logLines(stdout: string): Record<string, unknown>[] {
   return stdout
     .split('\n')
@@ -214,6 +226,9 @@ describe('server start-up with an embedded PostgreSQL', () => {
     expect(viewer.errors).toBeUndefined();
     expect(viewer.data?.viewer?.id).toEqual(expect.any(String));
     expect(await postmasterPid(dataDir)).toBeDefined();
+    // The application reaches its database through the Unix-domain socket in DATA_DIR.
+    expect(databaseHost(server)).toBe(dataDir);
+    expect(existsSync(path.join(dataDir, `.s.PGSQL.${new URL(databaseUrlOf(server)).port}`))).toBe(true);
 
     expect(await stop(server)).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
@@ -243,6 +258,20 @@ describe('server start-up with an embedded PostgreSQL', () => {
     expect((await products(url)).map((product) => product.id).sort()).toEqual(firstProductIds);
     expect(await isRunning(orphan ?? 0)).toBe(false);
     expect(await processesNaming(dataDir)).toEqual([await postmasterPid(dataDir)]);
+
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    await expectNoPostgresFor(dataDir);
+  });
+});
+
+describe('server start-up with an embedded PostgreSQL in a deep DATA_DIR', () => {
+  it('connects over TCP on 127.0.0.1 when the path is too long for a Unix-domain socket', async () => {
+    const dataDir = path.join(workDir, 'a-data-directory-whose-path-is-longer-than-a-unix-socket-address-allows');
+    expect(Buffer.byteLength(dataDir)).toBeGreaterThan(92);
+    const server = spawnServer({ DATA_DIR: dataDir });
+    const { url } = await waitForReady(server);
+    expect((await products(url)).length).toBeGreaterThanOrEqual(12);
+    expect(databaseHost(server)).toBe('127.0.0.1');
 
     expect(await stop(server)).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
