@@ -2,7 +2,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 
 /** Turns a stored result into the JSON kept in the record, and back. */
 export interface ResultCodec {
-  encode(result: StoredResult, associatedData: string): unknown;
+  /** `json`, when given, is `result` already serialised (`JSON.stringify(result)`). */
+  encode(result: StoredResult, associatedData: string, json?: string): unknown;
   /** Throws when the stored value cannot be authenticated or read. */
   decode(stored: unknown, associatedData: string): StoredResult;
 }
@@ -47,11 +48,11 @@ export const plainCodec: ResultCodec = {
 export function encryptedCodec(key: Buffer): ResultCodec {
   if (key.length !== 32) throw new Error('AES-256-GCM needs a 32-byte key');
   return {
-    encode(result, associatedData): Envelope {
+    encode(result, associatedData, json = JSON.stringify(result)): Envelope {
       const iv = randomBytes(12);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(Buffer.from(associatedData));
-      const data = Buffer.concat([cipher.update(JSON.stringify(result), 'utf8'), cipher.final()]);
+      const data = Buffer.concat([cipher.update(json, 'utf8'), cipher.final()]);
       return {
         v: 1,
         alg: 'A256GCM',

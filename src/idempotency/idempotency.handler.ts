@@ -218,8 +218,18 @@ export class IdempotencyHandler {
     let payload: unknown;
     try {
       stored = await execution.em.transactional(async (tx) => {
-        payload = snapshot(await execution.run(tx));
-        const row = await this.insert(tx, execution, print, ttlSeconds, { kind: 'payload', payload });
+        // The payload as plain JSON data: what a replay will return, so both answers are
+        // identical. Its JSON text is serialised once, for the record too.
+        const json = JSON.stringify((await execution.run(tx)) ?? null);
+        payload = JSON.parse(json);
+        const row = await this.insert(
+          tx,
+          execution,
+          print,
+          ttlSeconds,
+          { kind: 'payload', payload },
+          `{"kind":"payload","payload":${json}}`,
+        );
         if (!row) throw new LostRace();
         return row;
       });
@@ -254,7 +264,16 @@ export class IdempotencyHandler {
     return { value: payload, marker };
   }
 
-  private async insert<T>(em: EntityManager, execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult) {
+  /** `json`, when given, is `result` already serialised. */
+  private async insert<T>(
+    em: EntityManager,
+    execution: Execution<T>,
+    print: Buffer,
+    ttlSeconds: number,
+    result: StoredResult,
+    json?: string,
+  ) {
+    const encoded = this.codec.encode(result, associatedData(execution.scope, execution.key, print), json);
     try {
       return await this.store.insert(em, {
         userId: execution.scope,
@@ -262,7 +281,9 @@ export class IdempotencyHandler {
         operation: execution.operation,
         fingerprint: print,
         outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
-        result: this.codec.encode(result, associatedData(execution.scope, execution.key, print)),
+        result: encoded,
+        // A codec that stores the result as it is (the plain one) has its JSON at hand.
+        resultJson: encoded === result && json !== undefined ? json : JSON.stringify(encoded),
         ttlSeconds,
       });
     } catch (error) {
@@ -304,11 +325,6 @@ export class IdempotencyHandler {
   private retryAfterSeconds(): number {
     return Math.max(1, Math.ceil(this.waitMs / 1000));
   }
-}
-
-/** The payload as plain JSON data: what a replay will return, so both answers are identical. */
-function snapshot(value: unknown): unknown {
-  return value === undefined ? null : JSON.parse(JSON.stringify(value));
 }
 
 function associatedData(scope: string, key: string, print: Buffer): string {

@@ -1,5 +1,5 @@
 import type { EntityManager, Knex } from '@mikro-orm/postgresql';
-import { escapeLiteral, type QueryResult, type QueryResultRow } from 'pg';
+import type { QueryResult, QueryResultRow } from 'pg';
 import type { Outcome } from './record.entity';
 
 /** A record as read from or written to the database. */
@@ -17,7 +17,11 @@ export interface RecordRow {
   readonly replacedExpired?: boolean;
 }
 
-export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & { readonly ttlSeconds: number };
+export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & {
+  /** `result` as JSON text, as written to the database. */
+  readonly resultJson: string;
+  readonly ttlSeconds: number;
+};
 
 interface Row extends QueryResultRow {
   operation: string;
@@ -41,7 +45,7 @@ export class IdempotencyStore {
       em,
       `select operation, fingerprint, outcome, result, created_at, expires_at
          from idempotency_records
-        where user_id = ${escapeLiteral(userId)} and key = ${escapeLiteral(key)} and expires_at > now()`,
+        where user_id = ${literal(userId)} and key = ${literal(key)} and expires_at > now()`,
     );
     const row = rows[0];
     return row ? toRecord(userId, key, row) : null;
@@ -58,9 +62,9 @@ export class IdempotencyStore {
       em,
       `insert into idempotency_records as r
               (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values (${escapeLiteral(record.userId)}, ${escapeLiteral(record.key)}, ${escapeLiteral(record.operation)},
-               decode('${record.fingerprint.toString('hex')}', 'hex'), ${escapeLiteral(record.outcome)},
-               ${escapeLiteral(JSON.stringify(record.result))}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))
+       values (${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
+               decode('${record.fingerprint.toString('hex')}', 'hex'), ${literal(record.outcome)},
+               ${literal(record.resultJson)}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))
        on conflict (user_id, key) do update
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
@@ -145,6 +149,17 @@ async function query<R extends QueryResultRow>(em: EntityManager, sql: string): 
   } finally {
     await knex.client.releaseConnection(connection);
   }
+}
+
+/**
+ * `value` as an SQL string literal, written as pg's `escapeLiteral` writes it (quotes doubled,
+ * and the `E''` form with doubled backslashes when there are any, so it reads the same whatever
+ * `standard_conforming_strings` says), but without its loop over every character, which on a
+ * stored payload cost more than the rest of the statement's text.
+ */
+function literal(value: string): string {
+  const quoted = value.replaceAll("'", "''");
+  return value.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 function toRecord(userId: string, key: string, row: Row): RecordRow {
