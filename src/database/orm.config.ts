@@ -7,6 +7,7 @@ import { IdempotencyRecord } from '../idempotency/record.entity';
 import { Order } from '../orders/order.entity';
 import { OrderLine } from '../orders/order-line.entity';
 import { projectRoot } from '../project-root';
+import { RidingPostgreSqlDialect } from './commit-rider';
 
 /** Every entity the ORM knows; the migrations must agree with them. */
 export const ENTITIES = [Product, Order, OrderLine, IdempotencyRecord];
@@ -44,6 +45,8 @@ export function createOrmConfig(options: OrmOptions): Options {
     pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
     driverOptions: {
+      // Lets the idempotency record ride in its transaction's COMMIT message (commit-rider.ts).
+      client: RidingPostgreSqlDialect,
       connection: {
         ...(settings.length > 0 ? { options: settings.join(' ') } : {}),
         // While the database is unreachable, requests fail within seconds instead of queueing.

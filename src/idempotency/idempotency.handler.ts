@@ -8,7 +8,7 @@ import { fingerprint } from './fingerprint';
 import { IdempotencyKeyReusedError, IdempotencyRequestInProgressError } from './idempotency.errors';
 import { type IdempotencyObserver, ObservedOutcome, silentObserver } from './idempotency.observer';
 import { Outcome } from './record.entity';
-import type { IdempotencyStore, RecordRow } from './record.store';
+import { type IdempotencyStore, type NewRecord, type PendingRecord, RECORD_KEY_CONSTRAINT, type RecordRow } from './record.store';
 
 /** What `extensions.idempotency` reports for one idempotent field. */
 export interface IdempotencyMarker {
@@ -106,12 +106,16 @@ class LostRace extends Error {}
  *   response plugin answers it from {@link replayedResponse});
  * - replay from this process's cache: 0;
  * - replay otherwise: 1 (a primary-key read, no write, no transaction);
- * - first execution: 2 (that read, and the record insert inside the mutation's transaction);
+ * - first execution: 2 (that read, and the record insert inside the mutation's transaction),
+ *   in 1 round trip: the insert goes in the same message as the COMMIT;
+ * - re-execution of an expired key: 2 round trips (the read, and an upsert that replaces the
+ *   expired record, then the COMMIT);
  * - stored domain failure: 2 (the read, and the record insert after the rollback).
  *
  * Duplicates in one process wait on the first request's promise, not in the database, so they
  * hold no connection. Across processes the primary key on (user, key) arbitrates: a second
- * writer blocks until the first commits, finds the key taken, rolls back and replays.
+ * writer blocks until the first commits, finds the key taken (its insert fails, so its COMMIT
+ * never runs), rolls back and replays.
  */
 export class IdempotencyHandler {
   private readonly ttlSeconds: number;
@@ -209,12 +213,13 @@ export class IdempotencyHandler {
   }
 
   private async lead<T>(execution: Execution<T>, print: Buffer, slot: string): Promise<Completed> {
-    const existing = await this.store.findLive(execution.em, execution.scope, execution.key);
-    if (existing) return this.remember(slot, existing, execution, print);
+    const found = await this.store.find(execution.em, execution.scope, execution.key);
+    if (found?.live) return this.remember(slot, found, execution, print);
 
     const ttlSeconds = execution.ttlSeconds ?? this.ttlSeconds;
     let failure: AppError | undefined;
     let stored: RecordRow | null = null;
+    let pending: PendingRecord | undefined;
     let payload: unknown;
     try {
       stored = await execution.em.transactional(async (tx) => {
@@ -222,32 +227,39 @@ export class IdempotencyHandler {
         // identical. Its JSON text is serialised once, for the record too.
         const json = JSON.stringify((await execution.run(tx)) ?? null);
         payload = JSON.parse(json);
-        const row = await this.insert(
-          tx,
-          execution,
-          print,
-          ttlSeconds,
-          { kind: 'payload', payload },
-          `{"kind":"payload","payload":${json}}`,
-        );
+        const record = this.newRecord(execution, print, ttlSeconds, { kind: 'payload', payload }, `{"kind":"payload","payload":${json}}`);
+        // A key without any record: the insert rides in the COMMIT's message. An expired record
+        // is replaced by an upsert of its own, which can tell a live record (a lost race) apart.
+        pending = found ? undefined : this.store.insertWithCommit(tx, record);
+        if (pending) return null;
+        const row = await this.insert(tx, execution, record);
         if (!row) throw new LostRace();
         return row;
       });
+      if (pending) stored = pending.committed();
     } catch (error) {
       if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
         failure = error;
+      } else if (pending && isKeyTaken(error)) {
+        // Another transaction wrote the key's record first; this one rolled back.
+      } else if (pending && isLockTimeout(error)) {
+        throw new IdempotencyRequestInProgressError(execution.key, this.retryAfterSeconds());
       } else if (!(error instanceof LostRace)) {
         throw error;
       }
     }
     if (failure) {
       // The mutation's writes are rolled back; the failure is recorded on its own.
-      stored = await this.insert(execution.em, execution, print, ttlSeconds, {
-        kind: 'error',
-        code: failure.code,
-        message: failure.message,
-        details: { ...failure.details },
-      });
+      stored = await this.insert(
+        execution.em,
+        execution,
+        this.newRecord(execution, print, ttlSeconds, {
+          kind: 'error',
+          code: failure.code,
+          message: failure.message,
+          details: { ...failure.details },
+        }),
+      );
     }
     if (!stored) {
       const winner = await this.store.findLive(execution.em, execution.scope, execution.key);
@@ -265,32 +277,27 @@ export class IdempotencyHandler {
   }
 
   /** `json`, when given, is `result` already serialised. */
-  private async insert<T>(
-    em: EntityManager,
-    execution: Execution<T>,
-    print: Buffer,
-    ttlSeconds: number,
-    result: StoredResult,
-    json?: string,
-  ) {
+  /** The record of an outcome; `json`, when given, is `result` already serialised. */
+  private newRecord<T>(execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult, json?: string): NewRecord {
     const encoded = this.codec.encode(result, associatedData(execution.scope, execution.key, print), json);
+    return {
+      userId: execution.scope,
+      key: execution.key,
+      operation: execution.operation,
+      fingerprint: print,
+      outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
+      result: encoded,
+      // A codec that stores the result as it is (the plain one) has its JSON at hand.
+      resultJson: encoded === result && json !== undefined ? json : JSON.stringify(encoded),
+      ttlSeconds,
+    };
+  }
+
+  private async insert<T>(em: EntityManager, execution: Execution<T>, record: NewRecord) {
     try {
-      return await this.store.insert(em, {
-        userId: execution.scope,
-        key: execution.key,
-        operation: execution.operation,
-        fingerprint: print,
-        outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
-        result: encoded,
-        // A codec that stores the result as it is (the plain one) has its JSON at hand.
-        resultJson: encoded === result && json !== undefined ? json : JSON.stringify(encoded),
-        ttlSeconds,
-      });
+      return await this.store.insert(em, record);
     } catch (error) {
-      // Another process holds the key in an open transaction for longer than lock_timeout.
-      if ((error as { code?: string }).code === '55P03') {
-        throw new IdempotencyRequestInProgressError(execution.key, this.retryAfterSeconds());
-      }
+      if (isLockTimeout(error)) throw new IdempotencyRequestInProgressError(execution.key, this.retryAfterSeconds());
       throw error;
     }
   }
@@ -325,6 +332,17 @@ export class IdempotencyHandler {
   private retryAfterSeconds(): number {
     return Math.max(1, Math.ceil(this.waitMs / 1000));
   }
+}
+
+/** Another process holds the key in an open transaction for longer than lock_timeout. */
+function isLockTimeout(error: unknown): boolean {
+  return (error as { code?: string }).code === '55P03';
+}
+
+/** A record of the key was committed by another transaction first. */
+function isKeyTaken(error: unknown): boolean {
+  const { code, constraint } = error as { code?: string; constraint?: string };
+  return code === '23505' && constraint === RECORD_KEY_CONSTRAINT;
 }
 
 function associatedData(scope: string, key: string, print: Buffer): string {

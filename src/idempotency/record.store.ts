@@ -1,5 +1,6 @@
 import type { EntityManager, Knex } from '@mikro-orm/postgresql';
 import type { QueryResult, QueryResultRow } from 'pg';
+import { rideWithCommit } from '../database/commit-rider';
 import type { Outcome } from './record.entity';
 
 /** A record as read from or written to the database. */
@@ -23,6 +24,18 @@ export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & {
   readonly ttlSeconds: number;
 };
 
+/** A record read by its key, whether it is still live or has expired. */
+export type FoundRecord = RecordRow & { readonly live: boolean };
+
+/** A record written with its transaction's COMMIT. */
+export interface PendingRecord {
+  /** The stored record; only once the transaction has committed. */
+  committed(): RecordRow;
+}
+
+/** The name of the (user_id, key) primary key: a violation of it means the key is taken. */
+export const RECORD_KEY_CONSTRAINT = 'idempotency_records_pkey';
+
 interface Row extends QueryResultRow {
   operation: string;
   fingerprint: Buffer;
@@ -31,6 +44,7 @@ interface Row extends QueryResultRow {
   created_at: Date;
   expires_at: Date;
   replaced?: boolean;
+  live?: boolean;
 }
 
 /**
@@ -39,16 +53,49 @@ interface Row extends QueryResultRow {
  * process agrees on expiry.
  */
 export class IdempotencyStore {
-  /** The live record of (user, key), or null: one primary-key read. */
-  async findLive(em: EntityManager, userId: string, key: string): Promise<RecordRow | null> {
+  /** The record of (user, key), live or expired, or null: one primary-key read. */
+  async find(em: EntityManager, userId: string, key: string): Promise<FoundRecord | null> {
     const { rows } = await query<Row>(
       em,
-      `select operation, fingerprint, outcome, result, created_at, expires_at
+      `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
          from idempotency_records
-        where user_id = ${literal(userId)} and key = ${literal(key)} and expires_at > now()`,
+        where user_id = ${literal(userId)} and key = ${literal(key)}`,
     );
     const row = rows[0];
-    return row ? toRecord(userId, key, row) : null;
+    return row ? { ...toRecord(userId, key, row), live: row.live === true } : null;
+  }
+
+  /** The live record of (user, key), or null: one primary-key read. */
+  async findLive(em: EntityManager, userId: string, key: string): Promise<RecordRow | null> {
+    const found = await this.find(em, userId, key);
+    return found?.live ? found : null;
+  }
+
+  /**
+   * Writes the record of a key that has none, live or expired, in the same message as the
+   * COMMIT of `em`'s transaction (see database/commit-rider.ts): the insert costs no round trip
+   * of its own. If a record of the key was written meanwhile, the insert fails with a unique
+   * violation of {@link RECORD_KEY_CONSTRAINT} and the whole transaction rolls back; if another
+   * transaction is writing one, the insert waits for it (bounded by lock_timeout). Returns
+   * undefined when the transaction cannot carry the insert: then {@link insert} it.
+   */
+  insertWithCommit(em: EntityManager, record: NewRecord): PendingRecord | undefined {
+    checkTtl(record.ttlSeconds);
+    const trx = em.getTransactionContext<Knex.Transaction>();
+    if (!trx) return undefined;
+    const sql = `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+       values ${valuesOf(record)}
+       returning created_at, expires_at`;
+    const onQuery = em.config.get('onQuery');
+    const rider = rideWithCommit(trx, onQuery ? onQuery(sql, []) : sql);
+    if (!rider) return undefined;
+    return {
+      committed: () => {
+        const row = rider.result?.rows[0] as Pick<Row, 'created_at' | 'expires_at'> | undefined;
+        if (!row) throw new Error('the record was not written: its transaction has not committed');
+        return stored(record, row);
+      },
+    };
   }
 
   /**
@@ -57,14 +104,12 @@ export class IdempotencyStore {
    * statement waits for it (bounded by the connection's lock_timeout).
    */
   async insert(em: EntityManager, record: NewRecord): Promise<RecordRow | null> {
-    if (!Number.isInteger(record.ttlSeconds) || record.ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
+    checkTtl(record.ttlSeconds);
     const { rows } = await query<Pick<Row, 'created_at' | 'expires_at' | 'replaced'>>(
       em,
       `insert into idempotency_records as r
               (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values (${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
-               decode('${record.fingerprint.toString('hex')}', 'hex'), ${literal(record.outcome)},
-               ${literal(record.resultJson)}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))
+       values ${valuesOf(record)}
        on conflict (user_id, key) do update
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
@@ -72,21 +117,7 @@ export class IdempotencyStore {
        returning created_at, expires_at, xmax <> 0 as replaced`,
     );
     const row = rows[0];
-    // Only the times come back: the written values are already at hand, and the stored result
-    // (a whole payload) need not travel back from the database and be parsed again.
-    return row
-      ? {
-          userId: record.userId,
-          key: record.key,
-          operation: record.operation,
-          fingerprint: record.fingerprint,
-          outcome: record.outcome,
-          result: record.result,
-          createdAt: new Date(row.created_at),
-          expiresAt: new Date(row.expires_at),
-          replacedExpired: row.replaced === true,
-        }
-      : null;
+    return row ? stored(record, row) : null;
   }
 
   /**
@@ -149,6 +180,35 @@ async function query<R extends QueryResultRow>(em: EntityManager, sql: string): 
   } finally {
     await knex.client.releaseConnection(connection);
   }
+}
+
+function checkTtl(ttlSeconds: number): void {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
+}
+
+/** The parenthesised values of a record's insert, as literals; times from the database clock. */
+function valuesOf(record: NewRecord): string {
+  return `(${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
+           decode('${record.fingerprint.toString('hex')}', 'hex'), ${literal(record.outcome)},
+           ${literal(record.resultJson)}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))`;
+}
+
+/**
+ * The record as written. Only the times come back from the insert: the written values are
+ * already at hand, and the stored result (a whole payload) need not travel back and be parsed.
+ */
+function stored(record: NewRecord, row: Pick<Row, 'created_at' | 'expires_at' | 'replaced'>): RecordRow {
+  return {
+    userId: record.userId,
+    key: record.key,
+    operation: record.operation,
+    fingerprint: record.fingerprint,
+    outcome: record.outcome,
+    result: record.result,
+    createdAt: new Date(row.created_at),
+    expiresAt: new Date(row.expires_at),
+    replacedExpired: row.replaced === true,
+  };
 }
 
 /**

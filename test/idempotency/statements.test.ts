@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import { startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -43,9 +44,29 @@ describe('statements sent per idempotency path', () => {
     expect(engine).toHaveLength(2);
     expect(engine[0]).toMatch(/^select /);
     expect(engine[1]).toMatch(/^insert into idempotency_records/);
-    // The record insert is the last statement: it rides in the mutation's own transaction.
+    // The record insert is the last statement: it rides with the mutation's own COMMIT.
     expect(statements.at(-1)).toBe(engine[1]);
     expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(4);
+  });
+
+  it('sends the record insert in the same message as the COMMIT: no round trip of its own', async () => {
+    const messages: string[] = [];
+    const original = Client.prototype.query;
+    const spy = jest.spyOn(Client.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
+      const [first] = args as [string | { text: string }];
+      messages.push(typeof first === 'string' ? first : first.text);
+      return (original as (...a: unknown[]) => unknown).apply(this, args);
+    } as typeof original);
+    try {
+      await statementsOf(server, { input, key: 'one-message-path' });
+    } finally {
+      spy.mockRestore();
+    }
+    const engine = messages.filter((text) => ENGINE.test(text));
+    expect(engine).toHaveLength(2);
+    expect(engine[1]).toMatch(/^insert into idempotency_records .*;\nCOMMIT$/s);
+    expect(messages.at(-1)).toBe(engine[1]);
+    expect(messages.filter((text) => /^commit/i.test(text))).toEqual([]);
   });
 
   it('replays with exactly one read and no write', async () => {

@@ -8,6 +8,9 @@ import { createOrder, errorCode, ledger, markerOf, orderIdOf, productId } from '
 // came back. The client must get the retryable SERVICE_UNAVAILABLE every time (I9), and a
 // retry with the key must execute exactly once, or replay the order that did commit (I4, I5).
 
+/** The message that commits: a COMMIT of its own, or the idempotency record's insert with it. */
+const COMMIT = /(^|;\s*)COMMIT;?$/i;
+
 describe('the database connection drops in the middle of a createOrder', () => {
   let databaseUrl: string;
   let proxy: FaultProxy;
@@ -53,7 +56,7 @@ describe('the database connection drops in the middle of a createOrder', () => {
     const user = 'loss-before-commit';
     const token = await tokenFor(user);
     const before = await ledger(databaseUrl, user, pen);
-    const fired = proxy.arm({ query: /^COMMIT/i, when: 'before' });
+    const fired = proxy.arm({ query: COMMIT, when: 'before' });
 
     const cut = await createOrder(server.url, token, 'commit-1', pen);
     await fired;
@@ -75,7 +78,7 @@ describe('the database connection drops in the middle of a createOrder', () => {
     const user = 'loss-after-commit';
     const token = await tokenFor(user);
     const before = await ledger(databaseUrl, user, pen);
-    const fired = proxy.arm({ query: /^COMMIT/i, when: 'after' });
+    const fired = proxy.arm({ query: COMMIT, when: 'after' });
 
     const cut = await createOrder(server.url, token, 'commit-2', pen);
     await fired;
