@@ -39,6 +39,14 @@ interface Check {
   readonly pass: boolean | undefined;
 }
 
+/**
+ * A ratio to two decimals; a miss that would round up onto its target is shown to three,
+ * rounded down (0.8996 against 0.90: 0.899).
+ */
+function ratioText(value: number, target: number): string {
+  return value < target && Number(value.toFixed(2)) >= target ? fmt(Math.floor(value * 1000) / 1000, 3) : fmt(value, 2);
+}
+
 /** Prints the run's tables and ratios and writes them to RESULTS.md. */
 export async function report(run: RunReport): Promise<void> {
   const rps = (name: string) => run.rows.find((row) => row.name === name)?.result.rps ?? Number.NaN;
@@ -48,7 +56,7 @@ export async function report(run: RunReport): Promise<void> {
     const spread = roundRatios(run.rows, a, b);
     return {
       name: `${a} / ${b}`,
-      value: `${fmt(value, 2)} (p99 ${fmt(p99(a) / p99(b), 2)}×${spread ? `; rounds ${spread}` : ''})`,
+      value: `${ratioText(value, target)} (p99 ${fmt(p99(a) / p99(b), 2)}×${spread ? `; rounds ${spread}` : ''})`,
       target: `≥ ${fmt(target, 2)}`,
       pass: value >= target,
     };
@@ -79,7 +87,7 @@ export async function report(run: RunReport): Promise<void> {
     { name: 'purge rows/s', value: fmt(purge.rowsPerSecond), target: '≥ 50,000', pass: purge.rowsPerSecond >= 50_000 },
     {
       name: 'first during purge / before it',
-      value: `${fmt(dip, 2)} (${fmt(purge.during.rps)} / ${fmt(purge.before.rps)} req/s)`,
+      value: `${ratioText(dip, 0.8)} (${fmt(purge.during.rps)} / ${fmt(purge.before.rps)} req/s)`,
       target: '≥ 0.80',
       pass: dip >= 0.8,
     },
