@@ -276,7 +276,6 @@ export class IdempotencyHandler {
     return { value: payload, marker };
   }
 
-  /** `json`, when given, is `result` already serialised. */
   /** The record of an outcome; `json`, when given, is `result` already serialised. */
   private newRecord<T>(execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult, json?: string): NewRecord {
     const encoded = this.codec.encode(result, associatedData(execution.scope, execution.key, print), json);
