@@ -83,11 +83,10 @@ export class IdempotencyStore {
     checkTtl(record.ttlSeconds);
     const trx = em.getTransactionContext<Knex.Transaction>();
     if (!trx) return undefined;
-    const sql = `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values ${valuesOf(record)}
-       returning created_at, expires_at`;
-    const onQuery = em.config.get('onQuery');
-    const rider = rideWithCommit(trx, onQuery ? onQuery(sql, []) : sql);
+    const rider = rideWithCommit(
+      trx,
+      seenByOrm(em, `insert into idempotency_records ${columnsAndValues(record)} returning created_at, expires_at`),
+    );
     if (!rider) return undefined;
     return {
       committed: () => {
@@ -107,9 +106,7 @@ export class IdempotencyStore {
     checkTtl(record.ttlSeconds);
     const { rows } = await query<Pick<Row, 'created_at' | 'expires_at' | 'replaced'>>(
       em,
-      `insert into idempotency_records as r
-              (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values ${valuesOf(record)}
+      `insert into idempotency_records as r ${columnsAndValues(record)}
        on conflict (user_id, key) do update
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
@@ -171,8 +168,7 @@ export interface PurgedBatch {
  * `onQuery` hook still sees (and may rewrite) every statement.
  */
 async function query<R extends QueryResultRow>(em: EntityManager, sql: string): Promise<QueryResult<R>> {
-  const onQuery = em.config.get('onQuery');
-  const text = onQuery ? onQuery(sql, []) : sql;
+  const text = seenByOrm(em, sql);
   const knex = em.getTransactionContext<Knex.Transaction>() ?? em.getConnection().getKnex();
   const connection: { query(sql: string): Promise<QueryResult<R>> } = await knex.client.acquireConnection();
   try {
@@ -182,13 +178,20 @@ async function query<R extends QueryResultRow>(em: EntityManager, sql: string): 
   }
 }
 
+/** `sql` as the ORM's `onQuery` hook returns it (the hook may rewrite it), for a statement sent past the ORM. */
+function seenByOrm(em: EntityManager, sql: string): string {
+  const onQuery = em.config.get('onQuery');
+  return onQuery ? onQuery(sql, []) : sql;
+}
+
 function checkTtl(ttlSeconds: number): void {
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
 }
 
-/** The parenthesised values of a record's insert, as literals; times from the database clock. */
-function valuesOf(record: NewRecord): string {
-  return `(${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
+/** The column list and values of a record's insert, as literals; times from the database clock. */
+function columnsAndValues(record: NewRecord): string {
+  return `(user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+    values (${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
            decode('${record.fingerprint.toString('hex')}', 'hex'), ${literal(record.outcome)},
            ${literal(record.resultJson)}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))`;
 }
