@@ -9,8 +9,8 @@ import { commandLine, fmt, numberArg, percentiles, readArgs, reportIdleClientErr
 interface Variant {
   readonly name: string;
   readonly description: string;
-  /** The engine's primary-key read before the transaction. */
-  readonly lookup: boolean;
+  /** The engine's primary-key read: none, before the transaction, or in the BEGIN's message as the server sends it. */
+  readonly lookup: false | 'before' | 'with BEGIN';
   /** The record insert inside the transaction. */
   readonly record: boolean;
   /** The record insert sent in the COMMIT's message, as the server sends it. */
@@ -20,11 +20,19 @@ interface Variant {
 const VARIANTS: readonly Variant[] = [
   { name: 'order tx', description: "the baseline's statements (engine bypassed)", lookup: false, record: false },
   { name: 'order tx + record', description: 'plus the record insert in the same transaction', lookup: false, record: true },
-  { name: 'lookup + order tx + record', description: "a first execution's statements", lookup: true, record: true },
+  { name: 'lookup + order tx + record', description: "a first execution's statements", lookup: 'before', record: true },
   {
     name: 'lookup + order tx + record with COMMIT',
-    description: "a first execution's statements, the record insert in the COMMIT's message as the server sends it",
-    lookup: true,
+    description: "a first execution's statements, the record insert in the COMMIT's message",
+    lookup: 'before',
+    record: true,
+    riding: true,
+  },
+  {
+    name: 'lookup with BEGIN + order tx + record with COMMIT',
+    description:
+      "a first execution's statements as the server sends them: the lookup in the BEGIN's message, the record insert in the COMMIT's",
+    lookup: 'with BEGIN',
     record: true,
     riding: true,
   },
@@ -85,14 +93,14 @@ runCommand(async (cleanup) => {
     '',
     table(['variant', 'what it sends', 'tx/s', 'p50 ms', 'p99 ms', 'errors'], rows),
     '',
-    'Each transaction: `BEGIN`; `SELECT … FROM products WHERE id IN (…) ORDER BY id FOR UPDATE`; `INSERT INTO orders`; `INSERT INTO order_lines` (2 rows); `UPDATE products SET stock = CASE …`; [the record upsert]; `COMMIT`, or in the last variant the record insert and `COMMIT` in one message; the lookup is the engine’s `SELECT …, expires_at > now() AS live FROM idempotency_records WHERE user_id = $1 AND key = $2` before it. A new key per transaction, users and products round-robin as in `npm run bench`.',
+    'Each transaction: `BEGIN`; `SELECT … FROM products WHERE id IN (…) ORDER BY id FOR UPDATE`; `INSERT INTO orders`; `INSERT INTO order_lines` (2 rows); `UPDATE products SET stock = CASE …`; [the record upsert]; `COMMIT`, or in the last two variants the record insert and `COMMIT` in one message; the lookup is the engine’s `SELECT …, expires_at > now() AS live FROM idempotency_records WHERE user_id = … AND key = …` (values as literals, as the server sends it), before the transaction or, in the last variant, in one message with `BEGIN`. A new key per transaction, users and products round-robin as in `npm run bench`.',
   ].join('\n');
   process.stdout.write(`\n${body}\n`);
   const ratio = (a: number, b: number) => fmt((results[a]?.tps ?? Number.NaN) / (results[b]?.tps ?? Number.NaN), 2);
   await writeResults(
     Section.SqlCeiling,
     body,
-    `${timestamp(started)} bench:sql (${seconds} s × ${clients} clients): ${results.map((r) => `${r.name} ${fmt(r.tps)} tx/s`).join(', ')}; with record / without ${ratio(1, 0)}, full first / without ${ratio(2, 0)}, with the insert in the COMMIT's message / without ${ratio(3, 0)}`,
+    `${timestamp(started)} bench:sql (${seconds} s × ${clients} clients): ${results.map((r) => `${r.name} ${fmt(r.tps)} tx/s`).join(', ')}; with record / without ${ratio(1, 0)}, full first / without ${ratio(2, 0)}, with the insert in the COMMIT's message / without ${ratio(3, 0)}, with the lookup in the BEGIN's message too / without ${ratio(4, 0)}`,
   );
 });
 
@@ -135,15 +143,12 @@ async function placeOrder(
   key: string,
   lines: readonly { id: string; quantity: number }[],
 ): Promise<void> {
-  if (variant.lookup) {
-    await client.query(
-      `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
-         from idempotency_records
-        where user_id = $1 and key = $2`,
-      [user, key],
-    );
-  }
-  await client.query('begin');
+  const lookup = `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
+       from idempotency_records
+      where user_id = ${escapeLiteral(user)} and key = ${escapeLiteral(key)}`;
+  if (variant.lookup === 'before') await client.query(lookup);
+  // Literals in one simple-protocol message, which alone may hold two statements.
+  await client.query(variant.lookup === 'with BEGIN' ? `BEGIN;\n${lookup}` : 'begin');
   const ids = lines.map((line) => line.id).sort();
   const { rows: locked } = await client.query<Product>(
     'select "p0".* from "products" as "p0" where "p0"."id" in ($1, $2) order by "p0"."id" asc for update',
@@ -197,7 +202,6 @@ async function placeOrder(
       },
     };
     if (variant.riding) {
-      // Literals in one simple-protocol message, which alone may hold two statements.
       await client.query(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
          values (${escapeLiteral(user)}, ${escapeLiteral(key)}, 'createOrder', decode('${createHash('sha256').update(key).digest('hex')}', 'hex'),

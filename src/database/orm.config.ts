@@ -7,7 +7,7 @@ import { IdempotencyRecord } from '../idempotency/record.entity';
 import { Order } from '../orders/order.entity';
 import { OrderLine } from '../orders/order-line.entity';
 import { projectRoot } from '../project-root';
-import { RidingPostgreSqlDialect } from './commit-rider';
+import { RidingPostgreSqlDialect } from './transaction-riders';
 
 /** Every entity the ORM knows; the migrations must agree with them. */
 export const ENTITIES = [Product, Order, OrderLine, IdempotencyRecord];
@@ -45,7 +45,8 @@ export function createOrmConfig(options: OrmOptions): Options {
     pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
     driverOptions: {
-      // Lets the idempotency record ride in its transaction's COMMIT message (commit-rider.ts).
+      // Lets the idempotency lookup ride in its transaction's BEGIN message and the record in its
+      // COMMIT message (transaction-riders.ts).
       client: RidingPostgreSqlDialect,
       connection: {
         ...(settings.length > 0 ? { options: settings.join(' ') } : {}),

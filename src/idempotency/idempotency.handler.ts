@@ -8,7 +8,14 @@ import { fingerprint } from './fingerprint';
 import { IdempotencyKeyReusedError, IdempotencyRequestInProgressError } from './idempotency.errors';
 import { type IdempotencyObserver, ObservedOutcome, silentObserver } from './idempotency.observer';
 import { Outcome } from './record.entity';
-import { type IdempotencyStore, type NewRecord, type PendingRecord, RECORD_KEY_CONSTRAINT, type RecordRow } from './record.store';
+import {
+  type FoundRecord,
+  type IdempotencyStore,
+  type NewRecord,
+  type PendingRecord,
+  RECORD_KEY_CONSTRAINT,
+  type RecordRow,
+} from './record.store';
 
 /** What `extensions.idempotency` reports for one idempotent field. */
 export interface IdempotencyMarker {
@@ -97,20 +104,29 @@ export interface ReplayedResponse {
 /** Signals that another transaction committed a live record for the key first. */
 class LostRace extends Error {}
 
+/** Signals that the key's record, read as the transaction began, is live: a replay. */
+class FoundLive extends Error {
+  constructor(readonly record: FoundRecord) {
+    super('the key has a live record');
+  }
+}
+
 /**
  * The lifecycle of an idempotent mutation: lookup, coalescing of duplicates, execution in one
  * transaction with the record, replay.
  *
- * Statements per path (beyond the mutation's own):
+ * Statements per path (beyond the mutation's own), and the round trips they cost:
  * - a repeat of a request this process answered as a replay: 0, and nothing executes (the
  *   response plugin answers it from {@link replayedResponse});
  * - replay from this process's cache: 0;
- * - replay otherwise: 1 (a primary-key read, no write, no transaction);
- * - first execution: 2 (that read, and the record insert inside the mutation's transaction),
- *   in 1 round trip: the insert goes in the same message as the COMMIT;
- * - re-execution of an expired key: 2 round trips (the read, and an upsert that replaces the
- *   expired record, then the COMMIT);
- * - stored domain failure: 2 (the read, and the record insert after the rollback).
+ * - replay otherwise: 1, a primary-key read sent with a BEGIN, and a ROLLBACK (2 round trips,
+ *   no write); a reused key is rejected the same way;
+ * - first execution: 2, no round trip of their own: the read goes in the same message as the
+ *   mutation's BEGIN, the record insert in the same message as its COMMIT;
+ * - re-execution of an expired key: 2 (the read with the BEGIN, and an upsert that replaces
+ *   the expired record: 1 round trip);
+ * - stored domain failure: 2 (the read with the BEGIN, and the record insert after the
+ *   rollback: 1 round trip).
  *
  * Duplicates in one process wait on the first request's promise, not in the database, so they
  * hold no connection. Across processes the primary key on (user, key) arbitrates: a second
@@ -213,16 +229,15 @@ export class IdempotencyHandler {
   }
 
   private async lead<T>(execution: Execution<T>, print: Buffer, slot: string): Promise<Completed> {
-    const found = await this.store.find(execution.em, execution.scope, execution.key);
-    if (found?.live) return this.remember(slot, found, execution, print);
-
     const ttlSeconds = execution.ttlSeconds ?? this.ttlSeconds;
     let failure: AppError | undefined;
     let stored: RecordRow | null = null;
     let pending: PendingRecord | undefined;
     let payload: unknown;
     try {
-      stored = await execution.em.transactional(async (tx) => {
+      stored = await this.store.transactionFrom(execution.em, execution.scope, execution.key, async (tx, found) => {
+        // The key's record is live: nothing executes, and the empty transaction rolls back.
+        if (found?.live) throw new FoundLive(found);
         // The payload as plain JSON data: what a replay will return, so both answers are
         // identical. Its JSON text is serialised once, for the record too.
         const json = JSON.stringify((await execution.run(tx)) ?? null);
@@ -238,7 +253,9 @@ export class IdempotencyHandler {
       });
       if (pending) stored = pending.committed();
     } catch (error) {
-      if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
+      if (error instanceof FoundLive) {
+        return this.remember(slot, error.record, execution, print);
+      } else if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
         failure = error;
       } else if (pending && isKeyTaken(error)) {
         // Another transaction wrote the key's record first; this one rolled back.

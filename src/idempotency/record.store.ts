@@ -1,6 +1,6 @@
 import type { EntityManager, Knex } from '@mikro-orm/postgresql';
 import type { QueryResult, QueryResultRow } from 'pg';
-import { rideWithCommit } from '../database/commit-rider';
+import { rideWithBegin, rideWithCommit } from '../database/transaction-riders';
 import type { Outcome } from './record.entity';
 
 /** A record as read from or written to the database. */
@@ -55,14 +55,29 @@ interface Row extends QueryResultRow {
 export class IdempotencyStore {
   /** The record of (user, key), live or expired, or null: one primary-key read. */
   async find(em: EntityManager, userId: string, key: string): Promise<FoundRecord | null> {
-    const { rows } = await query<Row>(
-      em,
-      `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
-         from idempotency_records
-        where user_id = ${literal(userId)} and key = ${literal(key)}`,
+    const { rows } = await query<Row>(em, findStatement(userId, key));
+    return foundRecord(userId, key, rows);
+  }
+
+  /**
+   * Runs `work` in a new transaction of `em`, handing it the record of (user, key) as read at
+   * the start of the transaction, live or expired, or null. The read goes in the same message
+   * as the BEGIN (see database/transaction-riders.ts), so it costs no round trip of its own;
+   * when the transaction cannot carry it (a savepoint), it is sent first inside the transaction.
+   */
+  async transactionFrom<T>(
+    em: EntityManager,
+    userId: string,
+    key: string,
+    work: (tx: EntityManager, found: FoundRecord | null) => Promise<T>,
+  ): Promise<T> {
+    const text = seenByOrm(em, findStatement(userId, key));
+    return rideWithBegin(text, (rider) =>
+      em.transactional(async (tx) => {
+        const { rows } = rider.result ?? (await send<Row>(tx, text));
+        return work(tx, foundRecord(userId, key, rows as Row[]));
+      }),
     );
-    const row = rows[0];
-    return row ? { ...toRecord(userId, key, row), live: row.live === true } : null;
   }
 
   /** The live record of (user, key), or null: one primary-key read. */
@@ -73,7 +88,7 @@ export class IdempotencyStore {
 
   /**
    * Writes the record of a key that has none, live or expired, in the same message as the
-   * COMMIT of `em`'s transaction (see database/commit-rider.ts): the insert costs no round trip
+   * COMMIT of `em`'s transaction (see database/transaction-riders.ts): the insert costs no round trip
    * of its own. If a record of the key was written meanwhile, the insert fails with a unique
    * violation of {@link RECORD_KEY_CONSTRAINT} and the whole transaction rolls back; if another
    * transaction is writing one, the insert waits for it (bounded by lock_timeout). Returns
@@ -168,7 +183,11 @@ export interface PurgedBatch {
  * `onQuery` hook still sees (and may rewrite) every statement.
  */
 async function query<R extends QueryResultRow>(em: EntityManager, sql: string): Promise<QueryResult<R>> {
-  const text = seenByOrm(em, sql);
+  return send<R>(em, seenByOrm(em, sql));
+}
+
+/** Sends `text`, already seen by the ORM's `onQuery` hook, as {@link query} does. */
+async function send<R extends QueryResultRow>(em: EntityManager, text: string): Promise<QueryResult<R>> {
   const knex = em.getTransactionContext<Knex.Transaction>() ?? em.getConnection().getKnex();
   const connection: { query(sql: string): Promise<QueryResult<R>> } = await knex.client.acquireConnection();
   try {
@@ -223,6 +242,18 @@ function stored(record: NewRecord, row: Pick<Row, 'created_at' | 'expires_at' | 
 function literal(value: string): string {
   const quoted = value.replaceAll("'", "''");
   return value.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
+}
+
+/** The primary-key read of a record, live or expired. */
+function findStatement(userId: string, key: string): string {
+  return `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
+     from idempotency_records
+    where user_id = ${literal(userId)} and key = ${literal(key)}`;
+}
+
+function foundRecord(userId: string, key: string, rows: readonly Row[]): FoundRecord | null {
+  const row = rows[0];
+  return row ? { ...toRecord(userId, key, row), live: row.live === true } : null;
 }
 
 function toRecord(userId: string, key: string, row: Row): RecordRow {

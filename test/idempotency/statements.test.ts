@@ -8,8 +8,9 @@ const CREATE = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
 const ENGINE = /idempotency_records/;
 
 /**
- * The engine's cost in statements, as documented on IdempotencyHandler: a replay is one
- * primary-key read; a first execution adds that read and the record insert to the mutation's own.
+ * The engine's cost in statements and messages, as documented on IdempotencyHandler: a replay
+ * is one primary-key read; a first execution adds that read and the record insert to the
+ * mutation's own statements, sent in the messages of its BEGIN and COMMIT.
  */
 describe('statements sent per idempotency path', () => {
   let server: TestServer;
@@ -49,7 +50,8 @@ describe('statements sent per idempotency path', () => {
     expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(4);
   });
 
-  it('sends the record insert in the same message as the COMMIT: no round trip of its own', async () => {
+  /** The texts pg sends to the server while `work` runs, one entry per message. */
+  async function messagesOf(work: () => Promise<unknown>): Promise<string[]> {
     const messages: string[] = [];
     const original = Client.prototype.query;
     const spy = jest.spyOn(Client.prototype, 'query').mockImplementation(function (this: Client, ...args: unknown[]) {
@@ -58,22 +60,37 @@ describe('statements sent per idempotency path', () => {
       return (original as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof original);
     try {
-      await statementsOf(server, { input, key: 'one-message-path' });
+      await work();
     } finally {
       spy.mockRestore();
     }
+    return messages;
+  }
+
+  it('sends the read with the BEGIN and the record insert with the COMMIT: no round trip of their own', async () => {
+    const messages = await messagesOf(() => statementsOf(server, { input, key: 'one-message-path' }));
     const engine = messages.filter((text) => ENGINE.test(text));
     expect(engine).toHaveLength(2);
+    expect(engine[0]).toMatch(/^BEGIN;\nselect .* from idempotency_records/s);
     expect(engine[1]).toMatch(/^insert into idempotency_records .*;\nCOMMIT$/s);
+    expect(messages[0]).toBe(engine[0]);
     expect(messages.at(-1)).toBe(engine[1]);
-    expect(messages.filter((text) => /^commit/i.test(text))).toEqual([]);
+    expect(messages.filter((text) => /^(begin|commit)/i.test(text))).toEqual([engine[0]]);
+    // The mutation's own statements: the products locked, the order and its lines inserted, the stock updated.
+    expect(messages).toHaveLength(6);
   });
 
-  it('replays with exactly one read and no write', async () => {
+  it('replays with exactly one read and no write, in a transaction rolled back', async () => {
     await statementsOf(server, { input, key: 'replay-path' });
-    const statements = await statementsOf(server, { input, key: 'replay-path' });
+    let statements: string[] = [];
+    const messages = await messagesOf(async () => {
+      statements = await statementsOf(server, { input, key: 'replay-path' });
+    });
     expect(statements).toHaveLength(1);
     expect(statements[0]).toMatch(/^select .* from idempotency_records/s);
+    expect(messages).toHaveLength(2);
+    expect(messages[0]).toBe(`BEGIN;\n${statements[0]}`);
+    expect(messages[1]).toMatch(/^rollback$/i);
   });
 
   it('replays from the in-memory cache without any statement once a process has seen the record', async () => {
