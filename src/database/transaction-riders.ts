@@ -3,22 +3,33 @@ import { type Knex, PostgreSqlKnexDialect } from '@mikro-orm/postgresql';
 import type { QueryResult } from 'pg';
 
 /**
- * A statement sent to PostgreSQL in the same message as its transaction's BEGIN or COMMIT, so
- * that it costs no round trip of its own.
+ * A statement sent to PostgreSQL in the same message as its transaction's COMMIT, so that it
+ * costs no round trip of its own.
  */
-export interface Rider {
+export interface CommitRider {
   readonly sql: string;
-  /**
-   * The statement's result, once its message has run: for a BEGIN rider, when the transaction
-   * has begun; for a COMMIT rider, when it has committed.
-   */
+  /** The statement's result, once the message has run and the transaction has committed. */
   result?: QueryResult;
 }
 
-/** A rider offered to the first transaction begun in a scope of {@link rideWithBegin}. */
-interface BeginOffer extends Rider {
-  /** Set by the first transaction begun in the scope, whether or not it could carry the rider. */
-  claimed: boolean;
+/** A pooled connection on which {@link beginWith} has begun a transaction. */
+interface BegunConnection {
+  readonly connection: Connection;
+  /** Set by the first transaction begun in the scope of {@link BegunTransaction.continueIn}. */
+  offered: boolean;
+  /** Set when that transaction took the connection over, and with it the ending of its transaction. */
+  taken: boolean;
+}
+
+/** A transaction begun by {@link beginWith}, with its BEGIN message's statement run. */
+export interface BegunTransaction {
+  /** The result of the statement sent with the BEGIN. */
+  readonly result: QueryResult;
+  /**
+   * Runs `work`, whose first transaction (`em.transactional` on the same ORM) continues this one
+   * on its connection instead of beginning another; it commits or rolls back as usual.
+   */
+  continueIn<T>(work: () => Promise<T>): Promise<T>;
 }
 
 /** The pg connection knex hands to a transaction's begin and commit. */
@@ -39,49 +50,39 @@ interface KnexTransaction {
   _resolver(value: unknown): void;
 }
 
-const commitRiders = new WeakMap<object, Rider>();
-const beginOffers = new AsyncLocalStorage<BeginOffer>();
+const commitRiders = new WeakMap<object, CommitRider>();
+const begunConnections = new AsyncLocalStorage<BegunConnection>();
 
 /**
- * MikroORM's PostgreSQL dialect for knex, whose top-level transactions can carry one statement
- * in their BEGIN message ({@link rideWithBegin}) and one in their COMMIT message
- * ({@link rideWithCommit}).
+ * MikroORM's PostgreSQL dialect for knex, whose top-level transactions can continue a
+ * transaction begun with a statement in its BEGIN message ({@link beginWith}) and carry one
+ * statement in their COMMIT message ({@link rideWithCommit}).
  *
- * Each message is one simple-protocol query: `BEGIN; <statement>` or `<statement>; COMMIT`. If
- * the statement fails, PostgreSQL skips the rest of the message and leaves the transaction
- * aborted: it is rolled back, on the same connection and before knex releases it, and the
- * transaction fails with the statement's error, as a failed BEGIN or COMMIT would.
+ * Each such message is one simple-protocol query: `BEGIN; <statement>` or
+ * `<statement>; COMMIT`. If the statement fails, PostgreSQL skips the rest of the message and
+ * leaves the transaction aborted: it is rolled back, on the same connection and before the
+ * connection goes back to the pool, and the caller gets the statement's error, as from a failed
+ * BEGIN or COMMIT.
  */
 export class RidingPostgreSqlDialect extends PostgreSqlKnexDialect {
   // knex's (untyped) factory of transaction objects.
   transaction(container: unknown, config: unknown, outerTx: unknown): unknown {
     const transaction = super.transaction(container, config, outerTx) as KnexTransaction;
-    const offer = beginOffers.getStore();
-    const offered = offer !== undefined && !offer.claimed;
-    if (offered) offer.claimed = true;
+    const begun = begunConnections.getStore();
+    const offered = begun !== undefined && !begun.offered;
+    if (offered) begun.offered = true;
     // A savepoint is neither begun nor committed: only a top-level transaction carries riders.
     if (outerTx) return transaction;
-    // A transaction with an isolation level or access mode keeps knex's own BEGIN.
-    if (offered && !transaction.isolationLevel && !transaction.readOnly) carryWithBegin(transaction, offer);
+    // A transaction with an isolation level or access mode needs a BEGIN of its own.
+    if (offered && !transaction.isolationLevel && !transaction.readOnly) {
+      begun.taken = true;
+      // knex runs a transaction given a connection on it, and leaves its release to the giver.
+      (config as { connection?: Connection }).connection = begun.connection;
+      transaction.begin = () => Promise.resolve();
+    }
     carryWithCommit(transaction);
     return transaction;
   }
-}
-
-function carryWithBegin(transaction: KnexTransaction, rider: Rider): void {
-  transaction.begin = (connection) =>
-    connection.query(`BEGIN;\n${rider.sql}`).then(
-      (results) => {
-        rider.result = Array.isArray(results) ? results[1] : results;
-      },
-      // The statement failed after BEGIN: the connection goes back to the pool out of the
-      // aborted transaction. knex then fails the transaction with the statement's error.
-      (error: unknown) =>
-        connection.query('ROLLBACK').then(
-          () => Promise.reject(error),
-          () => Promise.reject(error),
-        ),
-    );
 }
 
 function carryWithCommit(transaction: KnexTransaction): void {
@@ -102,16 +103,30 @@ function carryWithCommit(transaction: KnexTransaction): void {
 }
 
 /**
- * Runs `work`, offering `sql` to the first transaction that `work` begins (on a connection with
- * {@link RidingPostgreSqlDialect}): if it is a top-level transaction without an isolation level
- * or access mode, `sql` goes in its BEGIN message and its result is on the returned rider as soon
- * as the transaction has begun. Otherwise the rider keeps no result, and the caller sends the
- * statement itself. Transactions begun later in `work` are not offered it.
+ * Begins a transaction on a connection of `knex`'s pool, sending `sql` in the same message as the
+ * BEGIN, and hands the transaction to `use`: `use` reads the statement's result and either
+ * returns, and the transaction rolls back (it wrote nothing), or continues it in MikroORM's next
+ * transaction ({@link BegunTransaction.continueIn}). Either way the connection goes back to the
+ * pool out of the transaction when `use` has finished. Throws the statement's error if it fails.
  * `sql` is sent as it is: values must already be literals.
  */
-export function rideWithBegin<T>(sql: string, work: (rider: Rider) => Promise<T>): Promise<T> {
-  const offer: BeginOffer = { sql, claimed: false };
-  return beginOffers.run(offer, () => work(offer));
+export async function beginWith<T>(knex: Knex, sql: string, use: (transaction: BegunTransaction) => Promise<T>): Promise<T> {
+  if (!(knex.client instanceof RidingPostgreSqlDialect)) throw new Error('beginWith needs a connection with RidingPostgreSqlDialect');
+  const connection: Connection = await knex.client.acquireConnection();
+  const begun: BegunConnection = { connection, offered: false, taken: false };
+  try {
+    const results = await connection.query(`BEGIN;\n${sql}`);
+    return await use({
+      result: (results as QueryResult[])[1] as QueryResult,
+      continueIn: (work) => begunConnections.run(begun, work),
+    });
+  } finally {
+    // Unless a transaction of knex took it over and ended it, the transaction ends here: it
+    // wrote nothing, or the statement failed and left it aborted. A broken connection fails
+    // the ROLLBACK too, and the pool discards it.
+    if (!begun.taken) await connection.query('ROLLBACK').catch(() => undefined);
+    await knex.client.releaseConnection(connection);
+  }
 }
 
 /**
@@ -120,11 +135,11 @@ export function rideWithBegin<T>(sql: string, work: (rider: Rider) => Promise<T>
  * without {@link RidingPostgreSqlDialect}): the caller then sends the statement itself.
  * `sql` is sent as it is: values must already be literals.
  */
-export function rideWithCommit(trx: Knex.Transaction, sql: string): Rider | undefined {
+export function rideWithCommit(trx: Knex.Transaction, sql: string): CommitRider | undefined {
   const nested = (trx as Knex.Transaction & { parentTransaction?: unknown }).parentTransaction !== undefined;
   if (nested || !(trx.client instanceof RidingPostgreSqlDialect)) return undefined;
   if (commitRiders.has(trx)) throw new Error('a transaction carries at most one statement with its COMMIT');
-  const rider: Rider = { sql };
+  const rider: CommitRider = { sql };
   commitRiders.set(trx, rider);
   return rider;
 }

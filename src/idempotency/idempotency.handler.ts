@@ -104,13 +104,6 @@ export interface ReplayedResponse {
 /** Signals that another transaction committed a live record for the key first. */
 class LostRace extends Error {}
 
-/** Signals that the key's record, read as the transaction began, is live: a replay. */
-class FoundLive extends Error {
-  constructor(readonly record: FoundRecord) {
-    super('the key has a live record');
-  }
-}
-
 /**
  * The lifecycle of an idempotent mutation: lookup, coalescing of duplicates, execution in one
  * transaction with the record, replay.
@@ -233,11 +226,10 @@ export class IdempotencyHandler {
     let failure: AppError | undefined;
     let stored: RecordRow | null = null;
     let pending: PendingRecord | undefined;
+    let live: FoundRecord | null = null;
     let payload: unknown;
     try {
-      stored = await this.store.transactionFrom(execution.em, execution.scope, execution.key, async (tx, found) => {
-        // The key's record is live: nothing executes, and the empty transaction rolls back.
-        if (found?.live) throw new FoundLive(found);
+      const begun = await this.store.unlessLive(execution.em, execution.scope, execution.key, async (tx, expired) => {
         // The payload as plain JSON data: what a replay will return, so both answers are
         // identical. Its JSON text is serialised once, for the record too.
         const json = JSON.stringify((await execution.run(tx)) ?? null);
@@ -245,17 +237,17 @@ export class IdempotencyHandler {
         const record = this.newRecord(execution, print, ttlSeconds, { kind: 'payload', payload }, `{"kind":"payload","payload":${json}}`);
         // A key without any record: the insert rides in the COMMIT's message. An expired record
         // is replaced by an upsert of its own, which can tell a live record (a lost race) apart.
-        pending = found ? undefined : this.store.insertWithCommit(tx, record);
+        pending = expired ? undefined : this.store.insertWithCommit(tx, record);
         if (pending) return null;
         const row = await this.insert(tx, execution, record);
         if (!row) throw new LostRace();
         return row;
       });
+      live = begun.live;
+      stored = begun.live ? null : begun.value;
       if (pending) stored = pending.committed();
     } catch (error) {
-      if (error instanceof FoundLive) {
-        return this.remember(slot, error.record, execution, print);
-      } else if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
+      if (error instanceof AppError && error.domain && !(error instanceof IdempotentFailure)) {
         failure = error;
       } else if (pending && isKeyTaken(error)) {
         // Another transaction wrote the key's record first; this one rolled back.
@@ -265,6 +257,7 @@ export class IdempotencyHandler {
         throw error;
       }
     }
+    if (live) return this.remember(slot, live, execution, print);
     if (failure) {
       // The mutation's writes are rolled back; the failure is recorded on its own.
       stored = await this.insert(

@@ -1,6 +1,6 @@
 import type { EntityManager, Knex } from '@mikro-orm/postgresql';
 import type { QueryResult, QueryResultRow } from 'pg';
-import { rideWithBegin, rideWithCommit } from '../database/transaction-riders';
+import { beginWith, rideWithCommit } from '../database/transaction-riders';
 import type { Outcome } from './record.entity';
 
 /** A record as read from or written to the database. */
@@ -26,6 +26,17 @@ export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & {
 
 /** A record read by its key, whether it is still live or has expired. */
 export type FoundRecord = RecordRow & { readonly live: boolean };
+
+/** The key's record is live: nothing ran. */
+export interface Live {
+  readonly live: FoundRecord;
+}
+
+/** The key had no live record: the work ran, and this is its result. */
+export interface Worked<T> {
+  readonly live: null;
+  readonly value: T;
+}
 
 /** A record written with its transaction's COMMIT. */
 export interface PendingRecord {
@@ -60,24 +71,30 @@ export class IdempotencyStore {
   }
 
   /**
-   * Runs `work` in a new transaction of `em`, handing it the record of (user, key) as read at
-   * the start of the transaction, live or expired, or null. The read goes in the same message
-   * as the BEGIN (see database/transaction-riders.ts), so it costs no round trip of its own;
-   * when the transaction cannot carry it (a savepoint), it is sent first inside the transaction.
+   * Reads the record of (user, key) as a new transaction of `em` begins, in the same message as
+   * the BEGIN (see database/transaction-riders.ts), so the read costs no round trip of its own.
+   * A live record is returned, and the transaction ends having written nothing. Otherwise `work`
+   * runs in that transaction (through `em.transactional`), given the key's expired record or
+   * null, and its result is returned. When `em` is already in a transaction, the read is sent
+   * on its own first, and `work` runs in a savepoint.
    */
-  async transactionFrom<T>(
+  async unlessLive<T>(
     em: EntityManager,
     userId: string,
     key: string,
-    work: (tx: EntityManager, found: FoundRecord | null) => Promise<T>,
-  ): Promise<T> {
+    work: (tx: EntityManager, expired: FoundRecord | null) => Promise<T>,
+  ): Promise<Live | Worked<T>> {
+    if (em.getTransactionContext()) {
+      const found = await this.find(em, userId, key);
+      if (found?.live) return { live: found };
+      return { live: null, value: await em.transactional((tx) => work(tx, found)) };
+    }
     const text = seenByOrm(em, findStatement(userId, key));
-    return rideWithBegin(text, (rider) =>
-      em.transactional(async (tx) => {
-        const { rows } = rider.result ?? (await send<Row>(tx, text));
-        return work(tx, foundRecord(userId, key, rows as Row[]));
-      }),
-    );
+    return beginWith(em.getConnection().getKnex(), text, async (transaction) => {
+      const found = foundRecord(userId, key, transaction.result.rows as Row[]);
+      if (found?.live) return { live: found };
+      return { live: null, value: await transaction.continueIn(() => em.transactional((tx) => work(tx, found))) };
+    });
   }
 
   /** The live record of (user, key), or null: one primary-key read. */

@@ -1,7 +1,7 @@
 import { type EntityManager, IsolationLevel, type Knex, type MikroORM } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import { openOrm } from '../../src/database/orm';
-import { rideWithBegin, rideWithCommit } from '../../src/database/transaction-riders';
+import { beginWith, rideWithCommit } from '../../src/database/transaction-riders';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
 
 /**
@@ -36,6 +36,10 @@ describe('statements sent with their transaction BEGIN or COMMIT', () => {
   beforeEach(async () => {
     await orm.em.getConnection().execute('truncate ridden');
   });
+
+  function knex(): Knex {
+    return orm.em.getConnection().getKnex();
+  }
 
   async function rows(): Promise<{ v: number; label: string | null }[]> {
     return orm.em.getConnection().execute('select v, label from ridden order by v');
@@ -135,100 +139,100 @@ describe('statements sent with their transaction BEGIN or COMMIT', () => {
     return tx.getConnection().execute(`insert into ridden (v) values (${v})`, [], 'run', tx.getTransactionContext());
   }
 
-  it('sends a statement and BEGIN as one message, its result at hand when the transaction has begun', async () => {
+  it('begins a transaction with a statement in the BEGIN message, which MikroORM’s transaction then continues', async () => {
     await orm.em.getConnection().execute("insert into ridden (v, label) values (40, 'seen')");
     const { value, messages } = await recording(() =>
-      rideWithBegin('select v, label from ridden where v = 40', (rider) =>
+      beginWith(knex(), 'select v, label from ridden where v = 40', async (begun) => {
+        const seen = begun.result.rows;
+        const rider = await begun.continueIn(() =>
+          orm.em.fork().transactional(async (tx) => {
+            await insert(tx, 41);
+            return ride(tx, 'insert into ridden (v) values (42) returning v');
+          }),
+        );
+        return { seen, committed: rider.result?.rows };
+      }),
+    );
+
+    expect(value).toEqual({ seen: [{ v: 40, label: 'seen' }], committed: [{ v: 42 }] });
+    expect(messages).toEqual([
+      'BEGIN;\nselect v, label from ridden where v = 40',
+      'insert into ridden (v) values (41)',
+      'insert into ridden (v) values (42) returning v;\nCOMMIT',
+    ]);
+    expect(await rows()).toEqual([40, 41, 42].map((v) => ({ v, label: v === 40 ? 'seen' : null })));
+  });
+
+  it('rolls the begun transaction back when it is not continued', async () => {
+    const { value, messages } = await recording(() =>
+      beginWith(knex(), 'insert into ridden (v) values (50) returning v', async (begun) => begun.result.rows),
+    );
+
+    expect(value).toEqual([{ v: 50 }]);
+    expect(messages).toEqual(['BEGIN;\ninsert into ridden (v) values (50) returning v', 'ROLLBACK']);
+    expect(await rows()).toEqual([]);
+  });
+
+  it('rolls back what the BEGIN message wrote when the continuing transaction fails', async () => {
+    const failed = beginWith(knex(), 'insert into ridden (v) values (55)', (begun) =>
+      begun.continueIn(() =>
         orm.em.fork().transactional(async (tx) => {
-          const seen = rider.result?.rows;
-          await insert(tx, 41);
-          return seen;
+          await insert(tx, 56);
+          throw new Error('the work failed');
         }),
       ),
     );
 
-    expect(value).toEqual([{ v: 40, label: 'seen' }]);
-    expect(messages[0]).toBe('BEGIN;\nselect v, label from ridden where v = 40');
-    expect(messages.filter((text) => /^begin/i.test(text))).toEqual([messages[0]]);
-    expect(messages.at(-1)).toMatch(/^commit/i);
-    expect(await rows()).toEqual([
-      { v: 40, label: 'seen' },
-      { v: 41, label: null },
-    ]);
+    await expect(failed).rejects.toThrow('the work failed');
+    expect(await rows()).toEqual([]);
   });
 
-  it('rides with the BEGIN and the COMMIT of the same transaction', async () => {
-    const { value: riders, messages } = await recording(() =>
-      rideWithBegin('select count(*)::int as n from ridden', async (begin) => {
-        const commit = await orm.em.fork().transactional(async (tx) => ride(tx, 'insert into ridden (v) values (50) returning v'));
-        return { begin, commit };
-      }),
-    );
-
-    expect(messages).toEqual(['BEGIN;\nselect count(*)::int as n from ridden', 'insert into ridden (v) values (50) returning v;\nCOMMIT']);
-    expect(riders.begin.result?.rows).toEqual([{ n: 0 }]);
-    expect(riders.commit.result?.rows).toEqual([{ v: 50 }]);
-  });
-
-  it('fails the transaction with the statement’s error before its work runs, and leaves the connection clean', async () => {
-    let ran = false;
-    const failed = rideWithBegin('select v from no_such_table', () =>
-      orm.em.fork().transactional(async (tx) => {
-        ran = true;
-        await insert(tx, 60);
-      }),
-    );
+  it('fails with the statement’s error before anything else runs, and leaves the connection clean', async () => {
+    let used = false;
+    const failed = beginWith(knex(), 'select v from no_such_table', async () => {
+      used = true;
+    });
 
     await expect(failed).rejects.toMatchObject({ code: '42P01' });
-    expect(ran).toBe(false);
+    expect(used).toBe(false);
     // The one pooled connection is out of the aborted transaction and serves the next one.
     await orm.em.fork().transactional((tx) => insert(tx, 61));
     expect(await rows()).toEqual([{ v: 61, label: null }]);
   });
 
-  it('is offered to the first transaction begun in its scope only', async () => {
-    const { value, messages } = await recording(() =>
-      rideWithBegin('select 1 as one', async (rider) => {
-        await orm.em.fork().transactional((tx) => insert(tx, 70));
-        const first = rider.result?.rows;
-        await orm.em.fork().transactional((tx) => insert(tx, 71));
-        return { first, after: rider.result?.rows };
-      }),
-    );
-    await orm.em.fork().transactional((tx) => insert(tx, 72));
-
-    expect(value).toEqual({ first: [{ one: 1 }], after: [{ one: 1 }] });
-    expect(messages.filter((text) => text.includes('select 1 as one'))).toHaveLength(1);
-    expect(await rows()).toEqual([70, 71, 72].map((v) => ({ v, label: null })));
-  });
-
-  it('is not carried by a savepoint, which claims it all the same', async () => {
-    await orm.em.fork().transactional(async (outer) => {
-      const { value: result, messages } = await recording(() =>
-        rideWithBegin('select 2 as two', async (rider) => {
-          await outer.transactional((inner) => insert(inner, 80));
-          await outer.transactional((inner) => insert(inner, 81));
-          return rider.result;
-        }),
-      );
-      expect(result).toBeUndefined();
-      expect(messages.some((text) => text.includes('select 2 as two'))).toBe(false);
+  describe('with a second pooled connection', () => {
+    let wide: MikroORM;
+    beforeAll(async () => {
+      wide = await openOrm({ clientUrl: databaseUrl, poolSize: 2 });
     });
-    expect(await rows()).toEqual([80, 81].map((v) => ({ v, label: null })));
-  });
+    afterAll(async () => {
+      await wide.close(true);
+    });
 
-  it('leaves a transaction with an isolation level to knex’s own BEGIN', async () => {
-    const { value: result, messages } = await recording(() =>
-      rideWithBegin('select 3 as three', (rider) =>
-        orm.em
-          .fork()
-          .transactional((tx) => insert(tx, 90), { isolationLevel: IsolationLevel.SERIALIZABLE })
-          .then(() => rider.result),
-      ),
-    );
+    it('is continued by the first transaction begun in the scope only', async () => {
+      const { messages } = await recording(() =>
+        beginWith(wide.em.getConnection().getKnex(), 'insert into ridden (v) values (70)', (begun) =>
+          begun.continueIn(async () => {
+            await wide.em.fork().transactional((tx) => insert(tx, 71));
+            await wide.em.fork().transactional((tx) => insert(tx, 72));
+          }),
+        ),
+      );
 
-    expect(result).toBeUndefined();
-    expect(messages.some((text) => text.includes('select 3 as three'))).toBe(false);
-    expect(messages.some((text) => /^begin transaction isolation level serializable/i.test(text))).toBe(true);
+      expect(messages.filter((text) => /^begin/i.test(text))).toEqual(['BEGIN;\ninsert into ridden (v) values (70)', 'BEGIN;']);
+      expect(await rows()).toEqual([70, 71, 72].map((v) => ({ v, label: null })));
+    });
+
+    it('is not continued by a transaction with an isolation level, and rolls back', async () => {
+      const { messages } = await recording(() =>
+        beginWith(wide.em.getConnection().getKnex(), 'insert into ridden (v) values (80)', (begun) =>
+          begun.continueIn(() => wide.em.fork().transactional((tx) => insert(tx, 81), { isolationLevel: IsolationLevel.SERIALIZABLE })),
+        ),
+      );
+
+      expect(messages.some((text) => /^begin transaction isolation level serializable/i.test(text))).toBe(true);
+      expect(messages.at(-1)).toBe('ROLLBACK');
+      expect(await rows()).toEqual([{ v: 81, label: null }]);
+    });
   });
 });
