@@ -27,7 +27,9 @@ export interface BegunTransaction {
   readonly result: QueryResult;
   /**
    * Runs `work`, whose first transaction (`em.transactional` on the same ORM) continues this one
-   * on its connection instead of beginning another; it commits or rolls back as usual.
+   * on its connection instead of beginning another, and commits or rolls back as usual. A first
+   * transaction that is a savepoint, or has an isolation level or access mode, begins its own,
+   * and this one rolls back once `use` has finished.
    */
   continueIn<T>(work: () => Promise<T>): Promise<T>;
 }
@@ -125,6 +127,8 @@ export async function beginWith<T>(knex: Knex, sql: string, use: (transaction: B
     // wrote nothing, or the statement failed and left it aborted. A broken connection fails
     // the ROLLBACK too, and the pool discards it.
     if (!begun.taken) await connection.query('ROLLBACK').catch(() => undefined);
+    // knex labels a connection it was given with its transaction's id, and leaves the label.
+    delete (connection as { __knexTxId?: string }).__knexTxId;
     await knex.client.releaseConnection(connection);
   }
 }
