@@ -200,11 +200,7 @@ export interface PurgedBatch {
  * `onQuery` hook still sees (and may rewrite) every statement.
  */
 async function query<R extends QueryResultRow>(em: EntityManager, sql: string): Promise<QueryResult<R>> {
-  return send<R>(em, seenByOrm(em, sql));
-}
-
-/** Sends `text`, already seen by the ORM's `onQuery` hook, as {@link query} does. */
-async function send<R extends QueryResultRow>(em: EntityManager, text: string): Promise<QueryResult<R>> {
+  const text = seenByOrm(em, sql);
   const knex = em.getTransactionContext<Knex.Transaction>() ?? em.getConnection().getKnex();
   const connection: { query(sql: string): Promise<QueryResult<R>> } = await knex.client.acquireConnection();
   try {
