@@ -143,12 +143,13 @@ async function placeOrder(
   key: string,
   lines: readonly { id: string; quantity: number }[],
 ): Promise<void> {
-  const lookup = `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
+  // The engine's lookup, written only for the variants that send it.
+  const lookup = () => `select operation, fingerprint, outcome, result, created_at, expires_at, expires_at > now() as live
        from idempotency_records
       where user_id = ${escapeLiteral(user)} and key = ${escapeLiteral(key)}`;
-  if (variant.lookup === 'before') await client.query(lookup);
+  if (variant.lookup === 'before') await client.query(lookup());
   // Literals in one simple-protocol message, which alone may hold two statements.
-  await client.query(variant.lookup === 'with BEGIN' ? `BEGIN;\n${lookup}` : 'begin');
+  await client.query(variant.lookup === 'with BEGIN' ? `BEGIN;\n${lookup()}` : 'begin');
   const ids = lines.map((line) => line.id).sort();
   const { rows: locked } = await client.query<Product>(
     'select "p0".* from "products" as "p0" where "p0"."id" in ($1, $2) order by "p0"."id" asc for update',
