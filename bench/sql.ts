@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { createHash, randomUUID } from 'node:crypto';
 import pg, { escapeLiteral } from 'pg';
+import { plainCodec } from '../src/idempotency';
 import { productIds, startDatabase, userId } from './fixture';
 import { environment, Section, sharedMachineNote, timestamp, writeResults } from './results';
 import { commandLine, fmt, numberArg, percentiles, readArgs, reportIdleClientError, runCommand, table } from './support';
@@ -182,7 +183,7 @@ async function placeOrder(
   );
   if (variant.record) {
     const payload = {
-      kind: 'payload',
+      kind: 'payload' as const,
       payload: {
         order: {
           id: orderId,
@@ -206,7 +207,7 @@ async function placeOrder(
       await client.query(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
          values (${escapeLiteral(user)}, ${escapeLiteral(key)}, 'createOrder', decode('${createHash('sha256').update(key).digest('hex')}', 'hex'),
-                 'SUCCEEDED', ${escapeLiteral(JSON.stringify(payload))}::jsonb, now(), now() + make_interval(secs => 86400))
+                 'SUCCEEDED', decode('${storedResult(payload).toString('hex')}', 'hex'), now(), now() + make_interval(secs => 86400))
          returning created_at, expires_at;
          COMMIT`,
       );
@@ -215,14 +216,19 @@ async function placeOrder(
     await client.query(
       `insert into idempotency_records as r
               (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values ($1, $2, $3, $4, $5, $6::jsonb, now(), now() + make_interval(secs => $7))
+       values ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7))
        on conflict (user_id, key) do update
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
         where r.expires_at <= now()
        returning operation, fingerprint, outcome, result, created_at, expires_at, xmax <> 0 as replaced`,
-      [user, key, 'createOrder', createHash('sha256').update(key).digest(), 'SUCCEEDED', JSON.stringify(payload), 86_400],
+      [user, key, 'createOrder', createHash('sha256').update(key).digest(), 'SUCCEEDED', storedResult(payload), 86_400],
     );
   }
   await client.query('commit');
+}
+
+/** The payload as the server stores it: deflated JSON behind the plain codec's format byte. */
+function storedResult(payload: Parameters<typeof plainCodec.encode>[0]): Buffer {
+  return plainCodec.encode(payload, '');
 }

@@ -1,11 +1,12 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
-/** Turns a stored result into the JSON kept in the record, and back. */
+/** Turns a stored result into the bytes kept in the record, and back. */
 export interface ResultCodec {
   /** `json`, when given, is `result` already serialised (`JSON.stringify(result)`). */
-  encode(result: StoredResult, associatedData: string, json?: string): unknown;
+  encode(result: StoredResult, associatedData: string, json?: string): Buffer;
   /** Throws when the stored value cannot be authenticated or read. */
-  decode(stored: unknown, associatedData: string): StoredResult;
+  decode(stored: Buffer, associatedData: string): StoredResult;
 }
 
 /** What a first execution produced: the whole payload, or a domain error to replay. */
@@ -21,9 +22,40 @@ export class UnreadableRecordError extends Error {
   }
 }
 
+/**
+ * The first byte of a stored result says how the rest is written. Results are compressed
+ * because a record's row is most of its result: a createOrder payload of about 1 kB of JSON
+ * deflates to about 400 bytes, so twice as many records fit on a page, and the purge reads,
+ * logs and frees half as many pages for the same records.
+ */
+const Format = {
+  /** The JSON, deflated (raw DEFLATE, RFC 1951). */
+  Deflated: 0x01,
+  /** AES-256-GCM: IV (12 bytes), tag (16 bytes), then the ciphertext of the deflated JSON. */
+  Encrypted: 0x02,
+  /**
+   * `{`: the JSON text itself, as rows written before results were compressed were converted
+   * (from a JSONB column): a plain result, or an encrypted {@link LegacyEnvelope}.
+   */
+  LegacyJson: 0x7b,
+} as const;
+
+/**
+ * A 2 kB window and less memory for the match finder: the same output for a payload of a few
+ * kB, and a quarter less time, as most of the time of deflating one small payload is setting up.
+ */
+const DEFLATE_OPTIONS = { windowBits: 11, memLevel: 4 } as const;
+
+/** Deflates JSON text; any zlib inflater reads it with its default window of 32 kB. */
+function deflated(json: string | Buffer): Buffer {
+  return deflateRawSync(json, DEFLATE_OPTIONS);
+}
+
+const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-interface Envelope {
+/** An encrypted result as stored before results were compressed: a JSON object, base64 fields. */
+interface LegacyEnvelope {
   readonly v: 1;
   readonly alg: 'A256GCM';
   readonly iv: string;
@@ -31,65 +63,118 @@ interface Envelope {
   readonly data: string;
 }
 
-/** Stores results as plain JSONB. */
+/** Stores results as deflated JSON. */
 export const plainCodec: ResultCodec = {
-  encode: (result) => result,
-  decode: (stored) => {
-    if (isEnvelope(stored)) throw new UnreadableRecordError('record is encrypted but no IDEMPOTENCY_ENCRYPTION_KEY is set');
-    if (!isStoredResult(stored)) throw new UnreadableRecordError('record result has an unknown shape');
-    return stored;
+  encode: (result, _associatedData, json = JSON.stringify(result)) => withFormat(Format.Deflated, deflated(json)),
+  decode(stored) {
+    switch (stored[0]) {
+      case Format.Deflated:
+        return storedResult(inflated(stored.subarray(1)));
+      case Format.Encrypted:
+        throw new UnreadableRecordError('record is encrypted but no IDEMPOTENCY_ENCRYPTION_KEY is set');
+      case Format.LegacyJson: {
+        const value = parsed(stored);
+        if (isLegacyEnvelope(value)) throw new UnreadableRecordError('record is encrypted but no IDEMPOTENCY_ENCRYPTION_KEY is set');
+        return storedResult(value);
+      }
+      default:
+        throw new UnreadableRecordError('record result has an unknown format');
+    }
   },
 };
 
 /**
- * AES-256-GCM with a random 96-bit IV per record. The user, key and fingerprint are the
- * associated data, so a row copied onto another key fails authentication instead of replaying.
+ * AES-256-GCM with a random 96-bit IV per record, over the deflated JSON. The user, key and
+ * fingerprint are the associated data, so a row copied onto another key fails authentication
+ * instead of replaying.
  */
 export function encryptedCodec(key: Buffer): ResultCodec {
   if (key.length !== 32) throw new Error('AES-256-GCM needs a 32-byte key');
+
+  function decrypt(iv: Buffer, tag: Buffer, data: Buffer, associatedData: string): Buffer {
+    try {
+      // A shortened tag would weaken authentication: only the full 16 bytes are accepted.
+      if (tag.length !== TAG_BYTES) throw new Error(`authentication tag must be ${TAG_BYTES} bytes`);
+      const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+      decipher.setAAD(Buffer.from(associatedData));
+      decipher.setAuthTag(tag);
+      return Buffer.concat([decipher.update(data), decipher.final()]);
+    } catch (error) {
+      throw new UnreadableRecordError('record failed authentication', { cause: error });
+    }
+  }
+
   return {
-    encode(result, associatedData, json = JSON.stringify(result)): Envelope {
-      const iv = randomBytes(12);
+    encode(result, associatedData, json = JSON.stringify(result)) {
+      const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(Buffer.from(associatedData));
-      const data = Buffer.concat([cipher.update(json, 'utf8'), cipher.final()]);
-      return {
-        v: 1,
-        alg: 'A256GCM',
-        iv: iv.toString('base64'),
-        tag: cipher.getAuthTag().toString('base64'),
-        data: data.toString('base64'),
-      };
+      const data = Buffer.concat([cipher.update(deflated(json)), cipher.final()]);
+      return Buffer.concat([Buffer.of(Format.Encrypted), iv, cipher.getAuthTag(), data]);
     },
     decode(stored, associatedData) {
-      if (!isEnvelope(stored)) throw new UnreadableRecordError('record is not encrypted but IDEMPOTENCY_ENCRYPTION_KEY is set');
-      let plain: string;
-      try {
-        const tag = Buffer.from(stored.tag, 'base64');
-        // A shortened tag would weaken authentication: only the full 16 bytes are accepted.
-        if (tag.length !== TAG_BYTES) throw new Error(`authentication tag must be ${TAG_BYTES} bytes`);
-        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(stored.iv, 'base64'), { authTagLength: TAG_BYTES });
-        decipher.setAAD(Buffer.from(associatedData));
-        decipher.setAuthTag(tag);
-        plain = Buffer.concat([decipher.update(Buffer.from(stored.data, 'base64')), decipher.final()]).toString('utf8');
-      } catch (error) {
-        throw new UnreadableRecordError('record failed authentication', { cause: error });
+      switch (stored[0]) {
+        case Format.Encrypted: {
+          const iv = stored.subarray(1, 1 + IV_BYTES);
+          const tag = stored.subarray(1 + IV_BYTES, 1 + IV_BYTES + TAG_BYTES);
+          return storedResult(inflated(decrypt(iv, tag, stored.subarray(1 + IV_BYTES + TAG_BYTES), associatedData)));
+        }
+        case Format.LegacyJson: {
+          const envelope = parsed(stored);
+          if (!isLegacyEnvelope(envelope)) throw new UnreadableRecordError('record is not encrypted but IDEMPOTENCY_ENCRYPTION_KEY is set');
+          const [iv, tag, data] = [envelope.iv, envelope.tag, envelope.data].map((field) => Buffer.from(field, 'base64')) as [
+            Buffer,
+            Buffer,
+            Buffer,
+          ];
+          return storedResult(parsed(decrypt(iv, tag, data, associatedData)));
+        }
+        case Format.Deflated:
+          throw new UnreadableRecordError('record is not encrypted but IDEMPOTENCY_ENCRYPTION_KEY is set');
+        default:
+          throw new UnreadableRecordError('record result has an unknown format');
       }
-      const result: unknown = JSON.parse(plain);
-      if (!isStoredResult(result)) throw new UnreadableRecordError('record result has an unknown shape');
-      return result;
     },
   };
 }
 
-function isEnvelope(value: unknown): value is Envelope {
-  if (value === null || typeof value !== 'object') return false;
-  const envelope = value as Partial<Envelope>;
-  return envelope.v === 1 && envelope.alg === 'A256GCM' && typeof envelope.iv === 'string' && typeof envelope.data === 'string';
+function withFormat(format: number, body: Buffer): Buffer {
+  return Buffer.concat([Buffer.of(format), body]);
 }
 
-function isStoredResult(value: unknown): value is StoredResult {
-  if (value === null || typeof value !== 'object') return false;
+function inflated(deflated: Buffer): unknown {
+  let json: Buffer;
+  try {
+    json = inflateRawSync(deflated);
+  } catch (error) {
+    throw new UnreadableRecordError('record result cannot be decompressed', { cause: error });
+  }
+  return parsed(json);
+}
+
+function parsed(json: Buffer): unknown {
+  try {
+    return JSON.parse(json.toString('utf8'));
+  } catch (error) {
+    throw new UnreadableRecordError('record result is not JSON', { cause: error });
+  }
+}
+
+function storedResult(value: unknown): StoredResult {
+  if (value === null || typeof value !== 'object') throw new UnreadableRecordError('record result has an unknown shape');
   const kind = (value as { kind?: unknown }).kind;
-  return kind === 'payload' || kind === 'error';
+  if (kind !== 'payload' && kind !== 'error') throw new UnreadableRecordError('record result has an unknown shape');
+  return value as StoredResult;
+}
+
+function isLegacyEnvelope(value: unknown): value is LegacyEnvelope {
+  if (value === null || typeof value !== 'object') return false;
+  const envelope = value as Partial<LegacyEnvelope>;
+  return (
+    envelope.v === 1 &&
+    envelope.alg === 'A256GCM' &&
+    typeof envelope.iv === 'string' &&
+    typeof envelope.tag === 'string' &&
+    typeof envelope.data === 'string'
+  );
 }

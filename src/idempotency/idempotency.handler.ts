@@ -32,7 +32,7 @@ export interface HandlerConfig {
   readonly ttlSeconds?: number;
   /** How long a duplicate waits for an in-flight first request. Default 10000 ms. */
   readonly waitMs?: number;
-  /** Plain JSONB or AES-256-GCM. Default plain. */
+  /** Deflated JSON, or deflated and encrypted with AES-256-GCM. Default plain (deflated). */
   readonly codec?: ResultCodec;
   /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
   readonly cacheSize?: number;
@@ -288,16 +288,13 @@ export class IdempotencyHandler {
 
   /** The record of an outcome; `json`, when given, is `result` already serialised. */
   private newRecord<T>(execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult, json?: string): NewRecord {
-    const encoded = this.codec.encode(result, associatedData(execution.scope, execution.key, print), json);
     return {
       userId: execution.scope,
       key: execution.key,
       operation: execution.operation,
       fingerprint: print,
       outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
-      result: encoded,
-      // A codec that stores the result as it is (the plain one) has its JSON at hand.
-      resultJson: encoded === result && json !== undefined ? json : JSON.stringify(encoded),
+      result: this.codec.encode(result, associatedData(execution.scope, execution.key, print), json),
       ttlSeconds,
     };
   }

@@ -31,9 +31,12 @@ export class IdempotencyRecord {
   @Enum({ items: () => Object.values(Outcome), type: 'string' })
   outcome!: Outcome;
 
-  /** The payload snapshot or the error, as JSON; an encrypted envelope when encryption is on. */
-  @Property({ type: 'json' })
-  result!: unknown;
+  /**
+   * The payload snapshot or the error: deflated JSON behind a format byte, encrypted when
+   * encryption is on (see codec.ts).
+   */
+  @Property({ type: 'blob' })
+  result!: Buffer;
 
   @Property({ type: 'datetime' })
   createdAt!: Date;

@@ -10,8 +10,8 @@ export interface RecordRow {
   readonly operation: string;
   readonly fingerprint: Buffer;
   readonly outcome: Outcome;
-  /** The codec's JSON form of the stored result. */
-  readonly result: unknown;
+  /** The stored result, as the codec wrote it. */
+  readonly result: Buffer;
   readonly createdAt: Date;
   readonly expiresAt: Date;
   /** True when the insert replaced an expired record of the same key. */
@@ -19,8 +19,6 @@ export interface RecordRow {
 }
 
 export type NewRecord = Omit<RecordRow, 'createdAt' | 'expiresAt'> & {
-  /** `result` as JSON text, as written to the database. */
-  readonly resultJson: string;
   readonly ttlSeconds: number;
 };
 
@@ -51,7 +49,7 @@ interface Row extends QueryResultRow {
   operation: string;
   fingerprint: Buffer;
   outcome: Outcome;
-  result: unknown;
+  result: Buffer;
   created_at: Date;
   expires_at: Date;
   replaced?: boolean;
@@ -225,7 +223,7 @@ function columnsAndValues(record: NewRecord): string {
   return `(user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
     values (${literal(record.userId)}, ${literal(record.key)}, ${literal(record.operation)},
            decode('${record.fingerprint.toString('hex')}', 'hex'), ${literal(record.outcome)},
-           ${literal(record.resultJson)}::jsonb, now(), now() + make_interval(secs => ${record.ttlSeconds}))`;
+           decode('${record.result.toString('hex')}', 'hex'), now(), now() + make_interval(secs => ${record.ttlSeconds}))`;
 }
 
 /**

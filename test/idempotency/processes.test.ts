@@ -1,4 +1,5 @@
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { storedOrderIds } from '../support/records';
 import type { GraphQLResponse } from '../support/server';
 import { postGraphQL, type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from './process-helpers';
 
@@ -65,16 +66,17 @@ interface Ledger {
 }
 
 async function ledger(databaseUrl: string, user: string, productId: string): Promise<Ledger> {
-  const [row] = await sql<Ledger>(
+  const [row] = await sql<Omit<Ledger, 'records'> & { results: Record<string, string> }>(
     databaseUrl,
     `select coalesce((select array_agg(id::text order by id) from orders where user_id = $1), '{}') as "orderIds",
-            coalesce((select jsonb_object_agg(key, result->'payload'->'order'->>'id') from idempotency_records where user_id = $1), '{}')
-              as records,
+            coalesce((select jsonb_object_agg(key, encode(result, 'base64')) from idempotency_records where user_id = $1), '{}')
+              as results,
             (select count(*)::int from idempotency_records where user_id = $1 and outcome <> 'SUCCEEDED') as "failedRecords",
             (select stock from products where id = $2) as stock`,
     [user, productId],
   );
-  return row!;
+  const { results, ...rest } = row!;
+  return { ...rest, records: storedOrderIds(results) as Record<string, string> };
 }
 
 /** Waits until no session but the caller's is connected to the database (a killed server's backends end on EOF). */

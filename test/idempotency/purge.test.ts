@@ -14,7 +14,7 @@ async function insertRecords(server: TestServer, user: string, expired: number, 
   await withClient(server.databaseUrl, (client) =>
     client.query(
       `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       select $1, 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{}'::jsonb, now() - interval '2 days',
+       select $1, 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'), now() - interval '2 days',
               case when n <= $2::int then now() - interval '1 hour' else now() + interval '1 hour' end
          from generate_series(1, $2::int + $3::int) as n`,
       [user, expired, live],

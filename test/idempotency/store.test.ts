@@ -19,8 +19,8 @@ describe('IdempotencyStore.unlessLive', () => {
     await withClient(server.databaseUrl, (client) =>
       client.query(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         values ('store-user', 'live', 'createOrder', sha256('a'::bytea), 'SUCCEEDED', '{"kind":"payload","payload":1}', now(), now() + interval '1 hour'),
-                ('store-user', 'expired', 'createOrder', sha256('b'::bytea), 'SUCCEEDED', '{"kind":"payload","payload":2}', now() - interval '2 hours', now() - interval '1 hour')`,
+         values ('store-user', 'live', 'createOrder', sha256('a'::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":1}', 'UTF8'), now(), now() + interval '1 hour'),
+                ('store-user', 'expired', 'createOrder', sha256('b'::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":2}', 'UTF8'), now() - interval '2 hours', now() - interval '1 hour')`,
       ),
     );
   });
@@ -54,7 +54,7 @@ describe('IdempotencyStore.unlessLive', () => {
         });
       const outcome = inOuterTransaction ? await orm.em.fork().transactional(run) : await run(orm.em.fork());
 
-      expect(outcome.live).toMatchObject({ key: 'live', live: true, result: { kind: 'payload', payload: 1 } });
+      expect(outcome.live).toMatchObject({ key: 'live', live: true, result: Buffer.from('{"kind":"payload","payload":1}') });
       expect(ran).toBe(false);
     });
 

@@ -1,4 +1,5 @@
 import { withClient } from '../support/database';
+import { storedOrderIds } from '../support/records';
 import type { GraphQLResponse } from '../support/server';
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -85,18 +86,18 @@ export interface Ledger {
 
 /** Reads {@link Ledger} of `user`, with the stock of `productId`. */
 export async function ledger(databaseUrl: string, user: string, productId: string): Promise<Ledger> {
-  const [row] = await sql<Ledger>(
+  const [row] = await sql<{ orderIds: string[]; results: Record<string, string>; stock: number }>(
     databaseUrl,
     `select coalesce((select array_agg(id::text order by id) from orders where user_id = $1), '{}') as "orderIds",
-            coalesce((select jsonb_object_agg(key, result->'payload'->'order'->>'id') from idempotency_records where user_id = $1), '{}')
-              as records,
-            (select count(*)::int from orders o
-               left join idempotency_records r on r.user_id = o.user_id and r.result->'payload'->'order'->>'id' = o.id::text
-              where o.user_id = $1 and r.key is null) as "orphanOrders",
+            coalesce((select jsonb_object_agg(key, encode(result, 'base64')) from idempotency_records where user_id = $1), '{}')
+              as results,
             (select stock from products where id = $2) as stock`,
     [user, productId],
   );
-  return row!;
+  const { orderIds, results, stock } = row!;
+  const records = storedOrderIds(results);
+  const recorded = new Set(Object.values(records));
+  return { orderIds, records, orphanOrders: orderIds.filter((id) => !recorded.has(id)).length, stock };
 }
 
 /** Waits until no session but the caller's is connected to the database (an exited server's backends end on EOF). */

@@ -1,16 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { encryptedCodec, plainCodec, type ResultCodec, UnreadableRecordError } from '../../src/idempotency';
+import { legacyEnvelope } from '../support/records';
 
 type StoredResult = ReturnType<ResultCodec['decode']>;
-
-interface Envelope {
-  v: number;
-  alg: string;
-  iv: string;
-  tag: string;
-  data: string;
-}
 
 const KEY = randomBytes(32);
 const AD = 'alice\u0000key-1\u0000'.concat('ab'.repeat(32));
@@ -25,6 +19,34 @@ const FAILURE: StoredResult = {
   message: `Insufficient stock for product: ${ORDER_ID}`,
   details: { productIds: [ORDER_ID] },
 };
+/** A createOrder payload of the size the API returns: an order with two lines and their products. */
+const ORDER_PAYLOAD: StoredResult = {
+  kind: 'payload',
+  payload: {
+    order: {
+      id: ORDER_ID,
+      status: 'PLACED',
+      totalCents: 7996,
+      currency: 'USD',
+      note: null,
+      createdAt: '2026-11-28T10:00:00.000Z',
+      lines: [0, 1].map((index) => ({
+        quantity: 2,
+        unitPriceCents: 1999,
+        lineTotalCents: 3998,
+        product: {
+          id: `a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5${index}`,
+          sku: `SKU-000${index}`,
+          name: `Product ${index}`,
+          description: 'A product of the catalog, described in a sentence or two for the shop front.',
+          priceCents: 1999,
+          currency: 'USD',
+          stock: 120,
+        },
+      })),
+    },
+  },
+};
 
 const storedResult: fc.Arbitrary<StoredResult> = fc.oneof(
   fc.record({ kind: fc.constant('payload' as const), payload: fc.jsonValue() }),
@@ -36,12 +58,12 @@ const storedResult: fc.Arbitrary<StoredResult> = fc.oneof(
   }),
 );
 
-/** What a JSONB column gives back: the stored value after a JSON round trip. */
-function throughJsonb(value: unknown): unknown {
+/** The value as JSON gives it back (`-0` becomes 0, and so on). */
+function throughJson(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value));
 }
 
-function decodeError(codec: ResultCodec, stored: unknown, associatedData = AD): unknown {
+function decodeError(codec: ResultCodec, stored: Buffer, associatedData = AD): unknown {
   try {
     codec.decode(stored, associatedData);
     return undefined;
@@ -50,47 +72,73 @@ function decodeError(codec: ResultCodec, stored: unknown, associatedData = AD): 
   }
 }
 
-function flipByte(base64: string, index = 0): string {
-  const bytes = Buffer.from(base64, 'base64');
-  const at = index % bytes.length;
-  bytes[at] = bytes[at]! ^ 0x01;
-  return bytes.toString('base64');
+function flipped(bytes: Buffer, index: number, bit = 0): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[index] = copy[index]! ^ (1 << bit);
+  return copy;
+}
+
+/** An encrypted result as rows written before compression hold it: a JSON envelope, as text. */
+function legacyEnvelopeOf(result: StoredResult, associatedData = AD, key = KEY): Buffer {
+  return Buffer.from(legacyEnvelope(JSON.stringify(result), key, associatedData));
 }
 
 describe('plainCodec', () => {
-  it('round-trips payloads and failures through JSONB unchanged', () => {
+  it('round-trips payloads and failures', () => {
     fc.assert(
       fc.property(storedResult, (result) => {
-        expect(plainCodec.decode(throughJsonb(plainCodec.encode(result, AD)), AD)).toEqual(throughJsonb(result));
+        expect(plainCodec.decode(plainCodec.encode(result, AD), AD)).toEqual(throughJson(result));
       }),
     );
   });
 
-  it('stores the payload as readable JSON', () => {
-    expect(JSON.stringify(plainCodec.encode(PAYLOAD, AD))).toContain(ORDER_ID);
+  it('stores the JSON it is given, deflated behind the format byte 1', () => {
+    const json = JSON.stringify(ORDER_PAYLOAD);
+    const stored = plainCodec.encode(ORDER_PAYLOAD, AD, json);
+    expect(stored[0]).toBe(1);
+    expect(inflateRawSync(stored.subarray(1)).toString('utf8')).toBe(json);
+    expect(plainCodec.encode(ORDER_PAYLOAD, AD)).toEqual(stored);
+  });
+
+  it('stores an order payload in less than half its JSON', () => {
+    const json = JSON.stringify(ORDER_PAYLOAD);
+    expect(json.length).toBeGreaterThan(700);
+    expect(plainCodec.encode(ORDER_PAYLOAD, AD).length).toBeLessThan(json.length / 2);
+  });
+
+  it('reads results stored as JSON text before results were compressed', () => {
+    for (const result of [PAYLOAD, FAILURE]) {
+      expect(plainCodec.decode(Buffer.from(JSON.stringify(result)), AD)).toEqual(result);
+    }
   });
 
   it.each([
-    ['null', null],
-    ['a string', 'payload'],
-    ['an object without a kind', { payload: {} }],
-    ['an unknown kind', { kind: 'other', payload: {} }],
+    ['no bytes', Buffer.alloc(0)],
+    ['an unknown format byte', Buffer.concat([Buffer.of(3), deflateRawSync(JSON.stringify(PAYLOAD))])],
+    ['a truncated deflate stream', plainCodec.encode(ORDER_PAYLOAD, AD).subarray(0, 40)],
+    ['deflated text that is not JSON', Buffer.concat([Buffer.of(1), deflateRawSync('{"kind":')])],
+    ['deflated null', Buffer.concat([Buffer.of(1), deflateRawSync('null')])],
+    ['a deflated object without a kind', Buffer.concat([Buffer.of(1), deflateRawSync('{"payload":{}}')])],
+    ['a deflated unknown kind', Buffer.concat([Buffer.of(1), deflateRawSync('{"kind":"other","payload":{}}')])],
+    ['JSON text of an unknown kind', Buffer.from('{"kind":"other"}')],
+    ['JSON text cut short', Buffer.from('{"kind":"payload"')],
   ])('refuses %s with UnreadableRecordError', (_case, stored) => {
     expect(decodeError(plainCodec, stored)).toBeInstanceOf(UnreadableRecordError);
   });
 
-  it('refuses an encrypted record with UnreadableRecordError', () => {
-    const encrypted = throughJsonb(encryptedCodec(KEY).encode(PAYLOAD, AD));
-    expect(decodeError(plainCodec, encrypted)).toBeInstanceOf(UnreadableRecordError);
+  it('refuses encrypted records, current and earlier, saying that no key is set', () => {
+    for (const stored of [encryptedCodec(KEY).encode(PAYLOAD, AD), legacyEnvelopeOf(PAYLOAD)]) {
+      const error = decodeError(plainCodec, stored);
+      expect(error).toBeInstanceOf(UnreadableRecordError);
+      expect((error as Error).message).toContain('no IDEMPOTENCY_ENCRYPTION_KEY');
+    }
   });
 });
 
 describe('encryptedCodec', () => {
   const codec = encryptedCodec(KEY);
-
-  function encrypt(result: StoredResult = PAYLOAD, associatedData = AD): Envelope {
-    return throughJsonb(codec.encode(result, associatedData)) as Envelope;
-  }
+  const encrypt = (result: StoredResult = PAYLOAD, associatedData = AD): Buffer => codec.encode(result, associatedData);
+  const HEADER = 1 + 12 + 16;
 
   it('refuses a key that is not 32 bytes', () => {
     expect(() => encryptedCodec(randomBytes(16))).toThrow();
@@ -98,36 +146,41 @@ describe('encryptedCodec', () => {
     expect(() => encryptedCodec(randomBytes(33))).toThrow();
   });
 
-  it('round-trips payloads and failures through JSONB unchanged', () => {
+  it('round-trips payloads and failures', () => {
     fc.assert(
       fc.property(storedResult, fc.string(), (result, associatedData) => {
-        expect(codec.decode(encrypt(result, associatedData), associatedData)).toEqual(throughJsonb(result));
+        expect(codec.decode(encrypt(result, associatedData), associatedData)).toEqual(throughJson(result));
       }),
     );
   });
 
+  it('stores the format byte 2, the IV, the tag and the ciphertext of the deflated JSON', () => {
+    const json = JSON.stringify(ORDER_PAYLOAD);
+    const stored = codec.encode(ORDER_PAYLOAD, AD, json);
+    expect(stored[0]).toBe(2);
+    expect(stored.length - HEADER).toBe(plainCodec.encode(ORDER_PAYLOAD, AD, json).length - 1);
+    expect(stored.length).toBeLessThan(json.length / 2);
+  });
+
   it('keeps no plaintext of a payload or a failure in the stored value', () => {
-    for (const result of [PAYLOAD, FAILURE]) {
-      const text = JSON.stringify(encrypt(result));
-      expect(text).not.toContain(ORDER_ID);
-      expect(text).not.toContain('PLACED');
-      expect(text).not.toContain('gift wrap');
-      expect(text).not.toContain('INSUFFICIENT_STOCK');
-      expect(text).not.toContain('payload');
+    for (const result of [PAYLOAD, FAILURE, ORDER_PAYLOAD]) {
+      for (const encoding of ['utf8', 'latin1'] as const) {
+        const text = encrypt(result).toString(encoding);
+        for (const secret of [ORDER_ID, 'PLACED', 'gift wrap', 'INSUFFICIENT_STOCK', 'payload', 'catalog'])
+          expect(text).not.toContain(secret);
+      }
     }
   });
 
   it('uses a fresh IV for every record, so equal results encrypt differently', () => {
-    const first = encrypt();
-    const second = encrypt();
-    expect(first.iv).not.toBe(second.iv);
-    expect(first.data).not.toBe(second.data);
-    expect(Buffer.from(first.iv, 'base64')).toHaveLength(12);
+    const [first, second] = [encrypt(), encrypt()];
+    expect(first.subarray(1, 13)).not.toEqual(second.subarray(1, 13));
+    expect(first.subarray(HEADER)).not.toEqual(second.subarray(HEADER));
   });
 
   it('refuses a record encrypted with another key', () => {
     const other = encryptedCodec(randomBytes(32));
-    expect(decodeError(codec, throughJsonb(other.encode(PAYLOAD, AD)))).toBeInstanceOf(UnreadableRecordError);
+    expect(decodeError(codec, other.encode(PAYLOAD, AD))).toBeInstanceOf(UnreadableRecordError);
   });
 
   it.each([
@@ -137,58 +190,67 @@ describe('encryptedCodec', () => {
     ['no associated data', ''],
   ])('refuses a record read with the associated data of %s', (_case, associatedData) => {
     expect(decodeError(codec, encrypt(), associatedData)).toBeInstanceOf(UnreadableRecordError);
+    expect(decodeError(codec, legacyEnvelopeOf(PAYLOAD), associatedData)).toBeInstanceOf(UnreadableRecordError);
   });
 
-  it('refuses a record whose ciphertext has any bit of any byte flipped', () => {
-    const envelope = encrypt();
-    const length = Buffer.from(envelope.data, 'base64').length;
+  it('refuses a record with any bit of any byte after the format byte flipped', () => {
+    const stored = encrypt();
     fc.assert(
-      fc.property(fc.nat({ max: length - 1 }), fc.integer({ min: 0, max: 7 }), (index, bit) => {
-        const bytes = Buffer.from(envelope.data, 'base64');
-        bytes[index] = bytes[index]! ^ (1 << bit);
-        expect(decodeError(codec, { ...envelope, data: bytes.toString('base64') })).toBeInstanceOf(UnreadableRecordError);
+      fc.property(fc.integer({ min: 1, max: stored.length - 1 }), fc.integer({ min: 0, max: 7 }), (index, bit) => {
+        expect(decodeError(codec, flipped(stored, index, bit))).toBeInstanceOf(UnreadableRecordError);
       }),
     );
   });
 
   it.each([
-    ['a flipped byte in the ciphertext', (envelope: Envelope) => ({ ...envelope, data: flipByte(envelope.data, 5) })],
+    ['a truncated ciphertext', (stored: Buffer) => stored.subarray(0, stored.length - 1)],
+    ['an extended ciphertext', (stored: Buffer) => Buffer.concat([stored, Buffer.of(0)])],
+    ['no ciphertext', (stored: Buffer) => stored.subarray(0, HEADER)],
+    ['a tag cut to 12 bytes and nothing after it', (stored: Buffer) => stored.subarray(0, 1 + 12 + 12)],
+    ['only the format byte', (stored: Buffer) => stored.subarray(0, 1)],
+    ['another IV', (stored: Buffer) => Buffer.concat([stored.subarray(0, 1), randomBytes(12), stored.subarray(13)])],
     [
-      'a truncated ciphertext',
-      (envelope: Envelope) => ({ ...envelope, data: Buffer.from(envelope.data, 'base64').subarray(1).toString('base64') }),
+      'the ciphertext of another record',
+      (stored: Buffer) => Buffer.concat([stored.subarray(0, HEADER), encrypt(FAILURE).subarray(HEADER)]),
     ],
-    [
-      'an extended ciphertext',
-      (envelope: Envelope) => ({
-        ...envelope,
-        data: Buffer.concat([Buffer.from(envelope.data, 'base64'), Buffer.from([0])]).toString('base64'),
-      }),
-    ],
-    ['a flipped byte in the tag', (envelope: Envelope) => ({ ...envelope, tag: flipByte(envelope.tag, 7) })],
-    [
-      'a tag truncated to 4 bytes',
-      (envelope: Envelope) => ({ ...envelope, tag: Buffer.from(envelope.tag, 'base64').subarray(0, 4).toString('base64') }),
-    ],
-    [
-      'a tag truncated to 12 bytes',
-      (envelope: Envelope) => ({ ...envelope, tag: Buffer.from(envelope.tag, 'base64').subarray(0, 12).toString('base64') }),
-    ],
-    ['an empty tag', (envelope: Envelope) => ({ ...envelope, tag: '' })],
-    ['no tag', ({ tag: _tag, ...envelope }: Envelope) => envelope],
-    ['a flipped byte in the IV', (envelope: Envelope) => ({ ...envelope, iv: flipByte(envelope.iv, 3) })],
-    ['another IV', (envelope: Envelope) => ({ ...envelope, iv: randomBytes(12).toString('base64') })],
-    ['an empty IV', (envelope: Envelope) => ({ ...envelope, iv: '' })],
-    ['the ciphertext of another record', (envelope: Envelope) => ({ ...envelope, data: encrypt(FAILURE).data })],
   ])('refuses a record with %s', (_case, tamper) => {
     expect(decodeError(codec, tamper(encrypt()))).toBeInstanceOf(UnreadableRecordError);
   });
 
+  it('reads encrypted results stored before results were compressed', () => {
+    expect(codec.decode(legacyEnvelopeOf(PAYLOAD), AD)).toEqual(PAYLOAD);
+    expect(codec.decode(legacyEnvelopeOf(FAILURE), AD)).toEqual(FAILURE);
+  });
+
   it.each([
-    ['a plain payload', PAYLOAD],
-    ['a plain failure', FAILURE],
-    ['null', null],
-    ['an unknown version', { ...(throughJsonb(encryptedCodec(KEY).encode(PAYLOAD, AD)) as Envelope), v: 2 }],
+    ['another key', () => legacyEnvelopeOf(PAYLOAD, AD, randomBytes(32))],
+    ['an unknown version', () => Buffer.from(JSON.stringify({ ...JSON.parse(legacyEnvelopeOf(PAYLOAD).toString()), v: 2 }))],
+    ['no tag', () => Buffer.from(JSON.stringify({ ...JSON.parse(legacyEnvelopeOf(PAYLOAD).toString()), tag: undefined }))],
+    [
+      'a tag cut to 12 bytes',
+      () => {
+        const envelope = JSON.parse(legacyEnvelopeOf(PAYLOAD).toString());
+        return Buffer.from(JSON.stringify({ ...envelope, tag: Buffer.from(envelope.tag, 'base64').subarray(0, 12).toString('base64') }));
+      },
+    ],
+    [
+      'a flipped byte in the ciphertext',
+      () => {
+        const envelope = JSON.parse(legacyEnvelopeOf(PAYLOAD).toString());
+        return Buffer.from(JSON.stringify({ ...envelope, data: flipped(Buffer.from(envelope.data, 'base64'), 3).toString('base64') }));
+      },
+    ],
+  ])('refuses an earlier encrypted result with %s', (_case, stored) => {
+    expect(decodeError(codec, stored())).toBeInstanceOf(UnreadableRecordError);
+  });
+
+  it.each([
+    ['a plain record', plainCodec.encode(PAYLOAD, AD)],
+    ['a plain failure', plainCodec.encode(FAILURE, AD)],
+    ['JSON text of a plain result', Buffer.from(JSON.stringify(PAYLOAD))],
+    ['no bytes', Buffer.alloc(0)],
+    ['an unknown format byte', Buffer.concat([Buffer.of(9), encrypt().subarray(1)])],
   ])('refuses %s with UnreadableRecordError', (_case, stored) => {
-    expect(decodeError(codec, throughJsonb(stored))).toBeInstanceOf(UnreadableRecordError);
+    expect(decodeError(codec, stored)).toBeInstanceOf(UnreadableRecordError);
   });
 });

@@ -25,11 +25,11 @@ describe('idempotency rules', () => {
       const user = `purge-${randomBytes(4).toString('hex')}`;
       await sql(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         select $1, 'expired-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+         select $1, 'expired-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'),
                 now() - interval '2 days', now() - make_interval(mins => n)
            from generate_series(1, 5) as n
          union all
-         select $1, 'live-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+         select $1, 'live-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'),
                 now(), now() + make_interval(mins => n)
            from generate_series(1, 3) as n`,
         [user],
@@ -59,7 +59,7 @@ describe('idempotency rules', () => {
       // 9 rows in three expiries one microsecond apart (three rows each), below millisecond precision.
       await sql(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         select $1, 'tie-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+         select $1, 'tie-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'),
                 now() - interval '2 days', date_trunc('second', now()) - interval '1 hour' + (n % 3) * interval '1 microsecond'
            from generate_series(1, 9) as n`,
         [user],
@@ -80,7 +80,7 @@ describe('idempotency rules', () => {
     async function insertOldRecords(user: string, count: number): Promise<void> {
       await sql(
         `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-         select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', '{"kind":"payload","payload":null}'::jsonb,
+         select $1, 'old-' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'),
                 timestamptz '2000-01-01 00:00:00Z', timestamptz '2000-01-02 00:00:00Z' + n * interval '1 second'
            from generate_series(1, $2::int) as n`,
         [user, count],

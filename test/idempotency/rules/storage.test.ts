@@ -1,6 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { inflateRawSync } from 'node:zlib';
+import { encryptedCodec, plainCodec } from '../../../src/idempotency';
 import { startTestServer, type TestServer } from '../../support/server';
 import {
   CANCEL_ORDER,
@@ -125,16 +127,15 @@ describe('idempotency rules', () => {
       }
     });
 
-    it('stores the whole payload as plain JSONB when no encryption key is set', async () => {
+    it('stores the whole payload as deflated JSON when no encryption key is set', async () => {
       const key = newKey();
       const order = (await placed(mug(), key)).body.data!.createOrder.order;
 
-      const [row] = await sql<{ type: string; kind: string; id: string; text: string }>(
-        `select jsonb_typeof(result) as type, result->>'kind' as kind, result#>>'{payload,order,id}' as id, result::text as text
-           from idempotency_records where key = $1`,
-        [key],
-      );
-      expect(row).toEqual({ type: 'object', kind: 'payload', id: order.id, text: expect.stringContaining(order.id) });
+      const [row] = await sql<{ result: Buffer }>('select result from idempotency_records where key = $1', [key]);
+      expect(row!.result[0]).toBe(1);
+      const json = inflateRawSync(row!.result.subarray(1)).toString('utf8');
+      expect(JSON.parse(json)).toEqual({ kind: 'payload', payload: { order: expect.objectContaining({ id: order.id }) } });
+      expect(row!.result.length).toBeLessThan(json.length * 0.7);
     });
 
     it('stores and replays text with quotes, backslashes and dollar signs exactly, for a user whose id has them too', async () => {
@@ -151,21 +152,21 @@ describe('idempotency rules', () => {
       expect(first.body.data!.createOrder.order.note).toBe(note);
       for (const replay of replays) expect(replay.body.data).toEqual(first.body.data);
       expect(markersOf(replays[1]!)).toEqual([expect.objectContaining({ replayed: true })]);
-      const rows = await sql<{ user_id: string; note: string }>(
-        `select user_id, result#>>'{payload,order,note}' as note from idempotency_records where key = $1`,
-        [key],
-      );
-      expect(rows).toEqual([{ user_id: user, note }]);
+      const rows = await sql<{ user_id: string; result: Buffer }>('select user_id, result from idempotency_records where key = $1', [key]);
+      expect(rows.map((row) => ({ user: row.user_id, stored: plainCodec.decode(row.result, '') }))).toEqual([
+        { user, stored: { kind: 'payload', payload: { order: expect.objectContaining({ note }) } } },
+      ]);
       expect(await sql('select count(*)::int as count from orders where note = $1', [note])).toEqual([{ count: 1 }]);
     });
 
     describe('with IDEMPOTENCY_ENCRYPTION_KEY', () => {
+      const encryptionKey = randomBytes(32);
       let encrypted: TestServer;
       let token: string;
       let mugId: string;
 
       beforeAll(async () => {
-        encrypted = await startTestServer({ env: { IDEMPOTENCY_ENCRYPTION_KEY: randomBytes(32).toString('base64') }, cacheSize: 0 });
+        encrypted = await startTestServer({ env: { IDEMPOTENCY_ENCRYPTION_KEY: encryptionKey.toString('base64') }, cacheSize: 0 });
         token = await encrypted.token('alice');
         [{ id: mugId }] = (await sql<{ id: string }>("select id::text from products where sku = 'MUG-001'", [], encrypted)) as [
           { id: string },
@@ -180,9 +181,13 @@ describe('idempotency rules', () => {
         return send<Placed>(CREATE_ORDER, { input, key }, { token, on: encrypted });
       }
 
-      async function storedText(key: string): Promise<string> {
-        const [row] = await sql<{ text: string }>('select result::text as text from idempotency_records where key = $1', [key], encrypted);
-        return row!.text;
+      async function stored(key: string): Promise<{ result: Buffer; associatedData: string }> {
+        const [row] = await sql<{ user_id: string; fingerprint: Buffer; result: Buffer }>(
+          'select user_id, fingerprint, result from idempotency_records where key = $1',
+          [key],
+          encrypted,
+        );
+        return { result: row!.result, associatedData: `${row!.user_id}\u0000${key}\u0000${row!.fingerprint.toString('hex')}` };
       }
 
       it('keeps no plaintext of a payload or a failure at rest, and still replays both', async () => {
@@ -196,10 +201,21 @@ describe('idempotency rules', () => {
         const orderId = first.body.data!.createOrder.order.id;
         const ordersBefore = await countOrders(encrypted);
 
-        const [okText, failedText] = [await storedText(okKey), await storedText(failedKey)];
-        for (const secret of [orderId, mugId, note, 'PLACED', 'payload', 'MUG-001']) expect(okText).not.toContain(secret);
-        for (const secret of [missing, 'PRODUCT_NOT_FOUND', 'Product not found']) expect(failedText).not.toContain(secret);
-        expect(Object.keys(JSON.parse(okText)).sort()).toEqual(['alg', 'data', 'iv', 'tag', 'v']);
+        const [ok, failed] = [await stored(okKey), await stored(failedKey)];
+        for (const encoding of ['utf8', 'latin1'] as const) {
+          const [okText, failedText] = [ok.result.toString(encoding), failed.result.toString(encoding)];
+          for (const secret of [orderId, mugId, note, 'PLACED', 'payload', 'MUG-001']) expect(okText).not.toContain(secret);
+          for (const secret of [missing, 'PRODUCT_NOT_FOUND', 'Product not found']) expect(failedText).not.toContain(secret);
+        }
+        expect([ok.result[0], failed.result[0]]).toEqual([2, 2]);
+        // What is stored is the outcome, encrypted with the key and bound to the user, key and fingerprint.
+        expect(encryptedCodec(encryptionKey).decode(ok.result, ok.associatedData)).toEqual({
+          kind: 'payload',
+          payload: { order: expect.objectContaining({ id: orderId, note }) },
+        });
+        expect(encryptedCodec(encryptionKey).decode(failed.result, failed.associatedData)).toEqual(
+          expect.objectContaining({ kind: 'error', code: 'PRODUCT_NOT_FOUND' }),
+        );
 
         const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }], note }, okKey);
         const failureReplay = await placeEncrypted({ lines: [{ productId: missing, quantity: 1 }] }, failedKey);
@@ -213,18 +229,16 @@ describe('idempotency rules', () => {
         const key = newKey();
         const first = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);
         const orderId = first.body.data!.createOrder.order.id;
-        const [row] = await sql<{ data: string }>(
-          "select result->>'data' as data from idempotency_records where key = $1",
+        // One bit of the ciphertext (after the format byte, IV and tag) flipped in place.
+        const [row] = await sql<{ changed: boolean }>(
+          `update idempotency_records
+              set result = set_byte(result, length(result) - 8, get_byte(result, length(result) - 8) # 32)
+            where key = $1
+           returning length(result) > 29 as changed`,
           [key],
           encrypted,
         );
-        const bytes = Buffer.from(row!.data, 'base64');
-        bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x20;
-        await sql(
-          "update idempotency_records set result = jsonb_set(result, '{data}', to_jsonb($2::text)) where key = $1",
-          [key, bytes.toString('base64')],
-          encrypted,
-        );
+        expect(row).toEqual({ changed: true });
         const before = await snapshot(encrypted);
 
         const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);

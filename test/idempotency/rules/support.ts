@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { plainCodec } from '../../../src/idempotency';
 import { withClient } from '../../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 
@@ -57,7 +58,9 @@ export interface StoredRow {
   operation: string;
   fingerprint: string;
   outcome: string;
-  result_text: string;
+  /** The stored bytes, in hex. */
+  result_bytes: string;
+  /** The stored result, decoded with the plain codec. */
   result: unknown;
   created_at: Date;
   expires_at: Date;
@@ -230,13 +233,14 @@ export function useRulesServers(options: RulesServersOptions = {}): RulesContext
   }
 
   async function rowsOf(key: string, target: TestServer = server): Promise<StoredRow[]> {
-    return sql<StoredRow>(
-      `select user_id, key, operation, encode(fingerprint, 'hex') as fingerprint, outcome, result::text as result_text, result,
+    const rows = await sql<Omit<StoredRow, 'result'> & { result: Buffer }>(
+      `select user_id, key, operation, encode(fingerprint, 'hex') as fingerprint, outcome, encode(result, 'hex') as result_bytes, result,
               created_at, expires_at
          from idempotency_records where key = $1 order by user_id`,
       [key],
       target,
     );
+    return rows.map((row) => ({ ...row, result: plainCodec.decode(row.result, '') }));
   }
 
   function send<T>(query: string, variables: Record<string, unknown> | undefined, options: SendOptions = {}) {
