@@ -110,7 +110,7 @@ export function encryptedCodec(key: Buffer): ResultCodec {
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(Buffer.from(associatedData));
       const data = Buffer.concat([cipher.update(deflated(json)), cipher.final()]);
-      return Buffer.concat([Buffer.of(Format.Encrypted), iv, cipher.getAuthTag(), data]);
+      return joined(Buffer.of(Format.Encrypted), iv, cipher.getAuthTag(), data);
     },
     decode(stored, associatedData) {
       switch (stored[0]) {
@@ -139,7 +139,18 @@ export function encryptedCodec(key: Buffer): ResultCodec {
 }
 
 function withFormat(format: number, body: Buffer): Buffer {
-  return Buffer.concat([Buffer.of(format), body]);
+  return joined(Buffer.of(format), body);
+}
+
+/**
+ * `parts` in one buffer of its own. `Buffer.concat` would cut a small result from Node's shared
+ * 8 kB pool, and a record kept in the replay cache would then hold a whole pool slab alive.
+ */
+function joined(...parts: Buffer[]): Buffer {
+  const whole = Buffer.allocUnsafeSlow(parts.reduce((length, part) => length + part.length, 0));
+  let at = 0;
+  for (const part of parts) at += part.copy(whole, at);
+  return whole;
 }
 
 function inflated(deflated: Buffer): unknown {

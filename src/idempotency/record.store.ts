@@ -272,10 +272,20 @@ function toRecord(userId: string, key: string, row: Row): RecordRow {
     userId,
     key,
     operation: row.operation,
-    fingerprint: row.fingerprint,
+    fingerprint: ownCopy(row.fingerprint),
     outcome: row.outcome,
-    result: row.result,
+    result: ownCopy(row.result),
     createdAt: new Date(row.created_at),
     expiresAt: new Date(row.expires_at),
   };
+}
+
+/**
+ * `bytes` in a buffer of its own. The driver cuts small column values from Node's shared 8 kB
+ * pool; a record kept in the replay cache would otherwise hold a whole pool slab alive.
+ */
+function ownCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
 }

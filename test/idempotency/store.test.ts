@@ -55,6 +55,8 @@ describe('IdempotencyStore.unlessLive', () => {
       const outcome = inOuterTransaction ? await orm.em.fork().transactional(run) : await run(orm.em.fork());
 
       expect(outcome.live).toMatchObject({ key: 'live', live: true, result: Buffer.from('{"kind":"payload","payload":1}') });
+      // Buffers of their own, not slices of the driver's shared pool, which a cached record would pin.
+      for (const bytes of [outcome.live!.result, outcome.live!.fingerprint]) expect(bytes.buffer.byteLength).toBe(bytes.length);
       expect(ran).toBe(false);
     });
 

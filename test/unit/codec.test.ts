@@ -106,6 +106,13 @@ describe('plainCodec', () => {
     expect(plainCodec.encode(ORDER_PAYLOAD, AD).length).toBeLessThan(json.length / 2);
   });
 
+  it('returns buffers of their own, not slices of the shared pool that a cached record would pin', () => {
+    for (const stored of [plainCodec.encode(PAYLOAD, AD), encryptedCodec(KEY).encode(PAYLOAD, AD)]) {
+      expect(stored.length).toBeLessThan(Buffer.poolSize);
+      expect(stored.buffer.byteLength).toBe(stored.length);
+    }
+  });
+
   it('reads results stored as JSON text before results were compressed', () => {
     for (const result of [PAYLOAD, FAILURE]) {
       expect(plainCodec.decode(Buffer.from(JSON.stringify(result)), AD)).toEqual(result);
