@@ -229,6 +229,6 @@ async function placeOrder(
 }
 
 /** The payload as the server stores it: deflated JSON behind the plain codec's format byte. */
-function storedResult(payload: Parameters<typeof plainCodec.encode>[0]): Buffer {
-  return plainCodec.encode(payload, '');
+function storedResult(payload: { readonly kind: 'payload'; readonly payload: unknown }): Buffer {
+  return plainCodec.encode(JSON.stringify(payload), '');
 }

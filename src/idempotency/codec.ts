@@ -3,8 +3,8 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
 /** Turns a stored result into the bytes kept in the record, and back. */
 export interface ResultCodec {
-  /** `json`, when given, is `result` already serialised (`JSON.stringify(result)`). */
-  encode(result: StoredResult, associatedData: string, json?: string): Buffer;
+  /** `json` is a {@link StoredResult} as JSON text. */
+  encode(json: string, associatedData: string): Buffer;
   /** Throws when the stored value cannot be authenticated or read. */
   decode(stored: Buffer, associatedData: string): StoredResult;
 }
@@ -65,7 +65,7 @@ interface LegacyEnvelope {
 
 /** Stores results as deflated JSON. */
 export const plainCodec: ResultCodec = {
-  encode: (result, _associatedData, json = JSON.stringify(result)) => withFormat(Format.Deflated, deflated(json)),
+  encode: (json) => withFormat(Format.Deflated, deflated(json)),
   decode(stored) {
     switch (stored[0]) {
       case Format.Deflated:
@@ -105,7 +105,7 @@ export function encryptedCodec(key: Buffer): ResultCodec {
   }
 
   return {
-    encode(result, associatedData, json = JSON.stringify(result)) {
+    encode(json, associatedData) {
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       cipher.setAAD(Buffer.from(associatedData));

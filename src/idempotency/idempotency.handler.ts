@@ -227,14 +227,12 @@ export class IdempotencyHandler {
     let stored: RecordRow | null = null;
     let pending: PendingRecord | undefined;
     let live: FoundRecord | null = null;
-    let payload: unknown;
+    let payloadJson = 'null';
     try {
       const begun = await this.store.unlessLive(execution.em, execution.scope, execution.key, async (tx, expired) => {
-        // The payload as plain JSON data: what a replay will return, so both answers are
-        // identical. Its JSON text is serialised once, for the record too.
-        const json = JSON.stringify((await execution.run(tx)) ?? null);
-        payload = JSON.parse(json);
-        const record = this.newRecord(execution, print, ttlSeconds, { kind: 'payload', payload }, `{"kind":"payload","payload":${json}}`);
+        // The payload's JSON text is serialised once, for the record and for the answer.
+        payloadJson = JSON.stringify((await execution.run(tx)) ?? null);
+        const record = this.newRecord(execution, print, ttlSeconds, Outcome.Succeeded, `{"kind":"payload","payload":${payloadJson}}`);
         // A key without any record: the insert rides in the COMMIT's message. An expired record
         // is replaced by an upsert of its own, which can tell a live record (a lost race) apart.
         pending = expired ? undefined : this.store.insertWithCommit(tx, record);
@@ -263,12 +261,18 @@ export class IdempotencyHandler {
       stored = await this.insert(
         execution.em,
         execution,
-        this.newRecord(execution, print, ttlSeconds, {
-          kind: 'error',
-          code: failure.code,
-          message: failure.message,
-          details: { ...failure.details },
-        }),
+        this.newRecord(
+          execution,
+          print,
+          ttlSeconds,
+          Outcome.Failed,
+          JSON.stringify({
+            kind: 'error',
+            code: failure.code,
+            message: failure.message,
+            details: { ...failure.details },
+          } satisfies StoredResult),
+        ),
       );
     }
     if (!stored) {
@@ -283,18 +287,20 @@ export class IdempotencyHandler {
     );
     const marker = markerOf(stored, execution, false);
     if (failure) throw new IdempotentFailure(failure.code, failure.message, { ...failure.details }, marker);
-    return { value: payload, marker };
+    // The payload as plain JSON data, as a replay will return it, so both answers are identical.
+    // Parsed once the transaction has ended: its locks are not held for it.
+    return { value: JSON.parse(payloadJson), marker };
   }
 
-  /** The record of an outcome; `json`, when given, is `result` already serialised. */
-  private newRecord<T>(execution: Execution<T>, print: Buffer, ttlSeconds: number, result: StoredResult, json?: string): NewRecord {
+  /** The record of an outcome; `json` is its {@link StoredResult} as JSON text. */
+  private newRecord<T>(execution: Execution<T>, print: Buffer, ttlSeconds: number, outcome: Outcome, json: string): NewRecord {
     return {
       userId: execution.scope,
       key: execution.key,
       operation: execution.operation,
       fingerprint: print,
-      outcome: result.kind === 'payload' ? Outcome.Succeeded : Outcome.Failed,
-      result: this.codec.encode(result, associatedData(execution.scope, execution.key, print), json),
+      outcome,
+      result: this.codec.encode(json, associatedData(execution.scope, execution.key, print)),
       ttlSeconds,
     };
   }
