@@ -51,6 +51,12 @@ function deflated(json: string | Buffer): Buffer {
   return deflateRawSync(json, DEFLATE_OPTIONS);
 }
 
+/**
+ * The most a stored result may inflate to: far above any payload the API returns, and a bound
+ * on what a forged row (a few kB deflating to gigabytes) can make the server allocate.
+ */
+export const MAX_RESULT_BYTES = 64 * 1024 * 1024;
+
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -156,7 +162,7 @@ function joined(...parts: Buffer[]): Buffer {
 function inflated(deflated: Buffer): unknown {
   let json: Buffer;
   try {
-    json = inflateRawSync(deflated);
+    json = inflateRawSync(deflated, { maxOutputLength: MAX_RESULT_BYTES });
   } catch (error) {
     throw new UnreadableRecordError('record result cannot be decompressed', { cause: error });
   }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { encryptedCodec, plainCodec, type ResultCodec, UnreadableRecordError } from '../../src/idempotency';
+import { MAX_RESULT_BYTES } from '../../src/idempotency/codec';
 import { legacyEnvelope } from '../support/records';
 
 type StoredResult = ReturnType<ResultCodec['decode']>;
@@ -130,6 +131,13 @@ describe('plainCodec', () => {
     ['JSON text cut short', Buffer.from('{"kind":"payload"')],
   ])('refuses %s with UnreadableRecordError', (_case, stored) => {
     expect(decodeError(plainCodec, stored)).toBeInstanceOf(UnreadableRecordError);
+  });
+
+  it('refuses a valid result that inflates to more than MAX_RESULT_BYTES, without inflating it whole', () => {
+    const json = `{"kind":"payload","payload":"${'x'.repeat(MAX_RESULT_BYTES)}"}`;
+    const error = decodeError(plainCodec, plainCodec.encode(json, AD));
+    expect(error).toBeInstanceOf(UnreadableRecordError);
+    expect((error as Error).message).toContain('decompressed');
   });
 
   it('refuses encrypted records, current and earlier, saying that no key is set', () => {
