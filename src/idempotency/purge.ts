@@ -6,10 +6,10 @@ import type { IdempotencyStore } from './record.store';
 export const PURGE_BATCH_SIZE = 5_000;
 
 /**
- * Pause after each batch, as a share of the time the batch took: at 1 the purge works half of
- * the time, leaving the rest of the database's capacity to live traffic.
+ * Pause after each batch, as a share of the time the batch took: at 1.5 the purge works two
+ * fifths of the time, leaving the rest of the database's capacity to live traffic.
  */
-export const PURGE_PAUSE_RATIO = 1;
+export const PURGE_PAUSE_RATIO = 1.5;
 
 /** Deletes every expired record in bounded, paced batches; returns how many were deleted. */
 export async function purgeExpired(
