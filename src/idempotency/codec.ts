@@ -71,7 +71,7 @@ interface LegacyEnvelope {
 
 /** Stores results as deflated JSON. */
 export const plainCodec: ResultCodec = {
-  encode: (json) => withFormat(Format.Deflated, deflated(json)),
+  encode: (json) => joined(Buffer.of(Format.Deflated), deflated(json)),
   decode(stored) {
     switch (stored[0]) {
       case Format.Deflated:
@@ -142,10 +142,6 @@ export function encryptedCodec(key: Buffer): ResultCodec {
       }
     },
   };
-}
-
-function withFormat(format: number, body: Buffer): Buffer {
-  return joined(Buffer.of(format), body);
 }
 
 /**

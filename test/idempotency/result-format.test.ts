@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { encryptedCodec, plainCodec } from '../../src/idempotency';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
-import { legacyEnvelope } from '../support/records';
+import { associatedDataOf, legacyEnvelope } from '../support/records';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 // Records written before results were compressed held their result as JSONB. The migration to
@@ -17,10 +17,6 @@ interface Row {
   key: string;
   fingerprint: Buffer;
   result: Buffer;
-}
-
-function associatedData(row: Row): string {
-  return `${row.user_id}\u0000${row.key}\u0000${row.fingerprint.toString('hex')}`;
 }
 
 describe('migrating stored results from JSONB to bytes', () => {
@@ -89,9 +85,9 @@ describe('migrating stored results from JSONB to bytes', () => {
       const json =
         row.key === 'before-encrypted'
           ? legacyEnvelope(
-              JSON.stringify(encryptedCodec(encryptionKey).decode(row.result, associatedData(row))),
+              JSON.stringify(encryptedCodec(encryptionKey).decode(row.result, associatedDataOf(row))),
               encryptionKey,
-              associatedData(row),
+              associatedDataOf(row),
             )
           : JSON.stringify(plainCodec.decode(row.result, ''));
       await sql("update idempotency_records set result = convert_to($2, 'UTF8') where key = $1", [row.key, json]);

@@ -23,3 +23,8 @@ export function legacyEnvelope(json: string, key: Buffer, associatedData: string
   const tag = cipher.getAuthTag();
   return JSON.stringify({ v: 1, alg: 'A256GCM', iv: iv.toString('base64'), tag: tag.toString('base64'), data: data.toString('base64') });
 }
+
+/** The associated data the encrypted codec binds a record's result to: its user, key and fingerprint. */
+export function associatedDataOf(record: { user_id: string; key: string; fingerprint: Buffer }): string {
+  return `${record.user_id}\u0000${record.key}\u0000${record.fingerprint.toString('hex')}`;
+}

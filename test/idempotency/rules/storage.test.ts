@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { encryptedCodec, plainCodec } from '../../../src/idempotency';
+import { associatedDataOf } from '../../support/records';
 import { startTestServer, type TestServer } from '../../support/server';
 import {
   CANCEL_ORDER,
@@ -187,7 +188,7 @@ describe('idempotency rules', () => {
           [key],
           encrypted,
         );
-        return { result: row!.result, associatedData: `${row!.user_id}\u0000${key}\u0000${row!.fingerprint.toString('hex')}` };
+        return { result: row!.result, associatedData: associatedDataOf({ ...row!, key }) };
       }
 
       it('keeps no plaintext of a payload or a failure at rest, and still replays both', async () => {
