@@ -228,7 +228,7 @@ async function placeOrder(
   await client.query('commit');
 }
 
-/** The payload as the server stores it: deflated JSON behind the plain codec's format byte. */
+/** The payload as the server stores it: compressed JSON behind the plain codec's format byte. */
 function storedResult(payload: { readonly kind: 'payload'; readonly payload: unknown }): Buffer {
   return plainCodec.encode(JSON.stringify(payload), '');
 }

@@ -32,7 +32,7 @@ export interface HandlerConfig {
   readonly ttlSeconds?: number;
   /** How long a duplicate waits for an in-flight first request. Default 10000 ms. */
   readonly waitMs?: number;
-  /** Deflated JSON, or deflated and encrypted with AES-256-GCM. Default plain (deflated). */
+  /** Compressed JSON, or compressed and encrypted with AES-256-GCM. Default plain (compressed). */
   readonly codec?: ResultCodec;
   /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
   readonly cacheSize?: number;

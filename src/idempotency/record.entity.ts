@@ -32,7 +32,7 @@ export class IdempotencyRecord {
   outcome!: Outcome;
 
   /**
-   * The payload snapshot or the error: deflated JSON behind a format byte, encrypted when
+   * The payload snapshot or the error: compressed JSON behind a format byte, encrypted when
    * encryption is on (see codec.ts).
    */
   @Property({ type: 'blob' })

@@ -1,4 +1,5 @@
 import { createCipheriv, randomBytes } from 'node:crypto';
+import { deflateRawSync } from 'node:zlib';
 import { plainCodec } from '../../src/idempotency';
 
 /** Key -> the order id in each stored result (base64, as the plain codec wrote it); null for a stored failure. */
@@ -27,4 +28,21 @@ export function legacyEnvelope(json: string, key: Buffer, associatedData: string
 /** The associated data the encrypted codec binds a record's result to: its user, key and fingerprint. */
 export function associatedDataOf(record: { user_id: string; key: string; fingerprint: Buffer }): string {
   return `${record.user_id}\u0000${record.key}\u0000${record.fingerprint.toString('hex')}`;
+}
+
+/** A plain result as written before results were compressed with Snappy: format byte 1, then the deflated JSON. */
+export function deflatedResult(json: string): Buffer {
+  return Buffer.concat([Buffer.of(1), deflateRawSync(json)]);
+}
+
+/**
+ * An encrypted result as written before results were compressed with Snappy: format byte 2,
+ * IV, tag, then AES-256-GCM over the deflated JSON.
+ */
+export function encryptedDeflatedResult(json: string, key: Buffer, associatedData: string): Buffer {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(associatedData));
+  const data = Buffer.concat([cipher.update(deflateRawSync(json)), cipher.final()]);
+  return Buffer.concat([Buffer.of(2), iv, cipher.getAuthTag(), data]);
 }

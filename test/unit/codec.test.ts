@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
+import { uncompressSync } from 'snappy';
 import { encryptedCodec, plainCodec, type ResultCodec, UnreadableRecordError } from '../../src/idempotency';
 import { MAX_RESULT_BYTES } from '../../src/idempotency/codec';
-import { legacyEnvelope } from '../support/records';
+import { deflatedResult, encryptedDeflatedResult, legacyEnvelope } from '../support/records';
 
 type StoredResult = ReturnType<ResultCodec['decode']>;
 
@@ -93,17 +94,23 @@ describe('plainCodec', () => {
     );
   });
 
-  it('stores the JSON it is given, deflated behind the format byte 1', () => {
+  it('stores the JSON it is given, compressed with Snappy behind the format byte 3', () => {
     const json = JSON.stringify(ORDER_PAYLOAD);
     const stored = plainCodec.encode(json, AD);
-    expect(stored[0]).toBe(1);
-    expect(inflateRawSync(stored.subarray(1)).toString('utf8')).toBe(json);
+    expect(stored[0]).toBe(3);
+    expect((uncompressSync(stored.subarray(1), { asBuffer: true }) as Buffer).toString('utf8')).toBe(json);
   });
 
-  it('stores an order payload in less than half its JSON', () => {
+  it('stores an order payload in less than three quarters of its JSON', () => {
     const json = JSON.stringify(ORDER_PAYLOAD);
     expect(json.length).toBeGreaterThan(700);
-    expect(plainCodec.encode(JSON.stringify(ORDER_PAYLOAD), AD).length).toBeLessThan(json.length / 2);
+    expect(plainCodec.encode(JSON.stringify(ORDER_PAYLOAD), AD).length).toBeLessThan(json.length * 0.75);
+  });
+
+  it('reads results deflated behind the format byte 1, as they were written before Snappy', () => {
+    for (const result of [PAYLOAD, FAILURE, ORDER_PAYLOAD]) {
+      expect(plainCodec.decode(deflatedResult(JSON.stringify(result)), AD)).toEqual(result);
+    }
   });
 
   it('returns buffers of their own, not slices of the shared pool that a cached record would pin', () => {
@@ -121,8 +128,13 @@ describe('plainCodec', () => {
 
   it.each([
     ['no bytes', Buffer.alloc(0)],
-    ['an unknown format byte', Buffer.concat([Buffer.of(3), deflateRawSync(JSON.stringify(PAYLOAD))])],
-    ['a truncated deflate stream', plainCodec.encode(JSON.stringify(ORDER_PAYLOAD), AD).subarray(0, 40)],
+    ['an unknown format byte', Buffer.concat([Buffer.of(5), plainCodec.encode(JSON.stringify(PAYLOAD), AD).subarray(1)])],
+    ['a deflate stream behind the Snappy format byte', Buffer.concat([Buffer.of(3), deflateRawSync(JSON.stringify(PAYLOAD))])],
+    ['a truncated Snappy block', plainCodec.encode(JSON.stringify(ORDER_PAYLOAD), AD).subarray(0, 40)],
+    ['a Snappy preamble cut short', Buffer.of(3, 0x80)],
+    ['a Snappy block without a preamble', Buffer.of(3)],
+    ['compressed text that is not JSON', Buffer.concat([Buffer.of(3), plainCodec.encode('{"kind":', AD).subarray(1)])],
+    ['a truncated deflate stream', deflatedResult(JSON.stringify(ORDER_PAYLOAD)).subarray(0, 40)],
     ['deflated text that is not JSON', Buffer.concat([Buffer.of(1), deflateRawSync('{"kind":')])],
     ['deflated null', Buffer.concat([Buffer.of(1), deflateRawSync('null')])],
     ['a deflated object without a kind', Buffer.concat([Buffer.of(1), deflateRawSync('{"payload":{}}')])],
@@ -133,15 +145,28 @@ describe('plainCodec', () => {
     expect(decodeError(plainCodec, stored)).toBeInstanceOf(UnreadableRecordError);
   });
 
-  it('refuses a valid result that inflates to more than MAX_RESULT_BYTES, without inflating it whole', () => {
+  it('refuses a valid result that decompresses to more than MAX_RESULT_BYTES, without decompressing it', () => {
     const json = `{"kind":"payload","payload":"${'x'.repeat(MAX_RESULT_BYTES)}"}`;
-    const error = decodeError(plainCodec, plainCodec.encode(json, AD));
+    for (const stored of [plainCodec.encode(json, AD), deflatedResult(json)]) {
+      const error = decodeError(plainCodec, stored);
+      expect(error).toBeInstanceOf(UnreadableRecordError);
+      expect((error as Error).message).toContain('decompressed');
+    }
+  });
+
+  it('refuses a Snappy block declaring more than MAX_RESULT_BYTES before allocating them', () => {
+    // 5 bytes of preamble claim 4 GiB - 1; the decompressor would allocate that much up front.
+    const error = decodeError(plainCodec, Buffer.of(3, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00));
     expect(error).toBeInstanceOf(UnreadableRecordError);
-    expect((error as Error).message).toContain('decompressed');
+    expect(String((error as Error).cause)).toContain('out of range');
   });
 
   it('refuses encrypted records, current and earlier, saying that no key is set', () => {
-    for (const stored of [encryptedCodec(KEY).encode(JSON.stringify(PAYLOAD), AD), legacyEnvelopeOf(PAYLOAD)]) {
+    for (const stored of [
+      encryptedCodec(KEY).encode(JSON.stringify(PAYLOAD), AD),
+      encryptedDeflatedResult(JSON.stringify(PAYLOAD), KEY, AD),
+      legacyEnvelopeOf(PAYLOAD),
+    ]) {
       const error = decodeError(plainCodec, stored);
       expect(error).toBeInstanceOf(UnreadableRecordError);
       expect((error as Error).message).toContain('no IDEMPOTENCY_ENCRYPTION_KEY');
@@ -168,12 +193,12 @@ describe('encryptedCodec', () => {
     );
   });
 
-  it('stores the format byte 2, the IV, the tag and the ciphertext of the deflated JSON', () => {
+  it('stores the format byte 4, the IV, the tag and the ciphertext of the Snappy-compressed JSON', () => {
     const json = JSON.stringify(ORDER_PAYLOAD);
     const stored = codec.encode(json, AD);
-    expect(stored[0]).toBe(2);
+    expect(stored[0]).toBe(4);
     expect(stored.length - HEADER).toBe(plainCodec.encode(json, AD).length - 1);
-    expect(stored.length).toBeLessThan(json.length / 2);
+    expect(stored.length - HEADER).toBeLessThan(json.length * 0.75);
   });
 
   it('keeps no plaintext of a payload or a failure in the stored value', () => {
@@ -231,6 +256,16 @@ describe('encryptedCodec', () => {
     expect(decodeError(codec, tamper(encrypt()))).toBeInstanceOf(UnreadableRecordError);
   });
 
+  it('reads encrypted results deflated behind the format byte 2, as they were written before Snappy', () => {
+    for (const result of [PAYLOAD, FAILURE, ORDER_PAYLOAD]) {
+      expect(codec.decode(encryptedDeflatedResult(JSON.stringify(result), KEY, AD), AD)).toEqual(result);
+    }
+    expect(decodeError(codec, encryptedDeflatedResult(JSON.stringify(PAYLOAD), KEY, AD), 'another')).toBeInstanceOf(UnreadableRecordError);
+    expect(decodeError(codec, flipped(encryptedDeflatedResult(JSON.stringify(PAYLOAD), KEY, AD), HEADER + 2))).toBeInstanceOf(
+      UnreadableRecordError,
+    );
+  });
+
   it('reads encrypted results stored before results were compressed', () => {
     expect(codec.decode(legacyEnvelopeOf(PAYLOAD), AD)).toEqual(PAYLOAD);
     expect(codec.decode(legacyEnvelopeOf(FAILURE), AD)).toEqual(FAILURE);
@@ -261,6 +296,7 @@ describe('encryptedCodec', () => {
   it.each([
     ['a plain record', plainCodec.encode(JSON.stringify(PAYLOAD), AD)],
     ['a plain failure', plainCodec.encode(JSON.stringify(FAILURE), AD)],
+    ['a deflated plain record', deflatedResult(JSON.stringify(PAYLOAD))],
     ['JSON text of a plain result', Buffer.from(JSON.stringify(PAYLOAD))],
     ['no bytes', Buffer.alloc(0)],
     ['an unknown format byte', Buffer.concat([Buffer.of(9), encrypt().subarray(1)])],
