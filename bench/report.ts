@@ -1,6 +1,6 @@
 import type { LoadResult } from './load';
 import { Section, sharedMachineNote, timestamp, writeResults } from './results';
-import type { LoadSettings, PurgeResult, StormResult } from './scenarios';
+import type { LoadSettings, PurgeConditions, PurgeResult, StormResult } from './scenarios';
 import { fmt, mib, table } from './support';
 
 /** One autocannon scenario's figures. */
@@ -157,7 +157,7 @@ export async function report(run: RunReport): Promise<void> {
     '',
     `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded into the second database before the measured scenarios, in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
     '',
-    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}.`,
+    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}. Meanwhile: ${conditionsText(purge.conditions)}.`,
     '',
     '### Ratios and targets',
     '',
@@ -189,4 +189,15 @@ function roundRatios(rows: readonly Row[], a: string, b: string): string | undef
   const second = rows.find((row) => row.name === b)?.rounds;
   if (!first || !second || first.length < 2 || first.length !== second.length) return undefined;
   return first.map((result, index) => fmt(result.rps / (second[index] as LoadResult).rps, 2)).join(', ');
+}
+
+/** The purge's conditions (see {@link PurgeConditions}) as one sentence. */
+export function conditionsText(conditions: PurgeConditions): string {
+  const disk = conditions.diskReadMb === null ? 'disk reads unknown' : `the machine's disks read ${fmt(conditions.diskReadMb)} MB`;
+  return [
+    `${fmt(conditions.checkpoints)} checkpoint${conditions.checkpoints === 1 ? '' : 's'}`,
+    `autovacuum seen for ${fmt(conditions.autovacuumSeconds, 1)} s`,
+    `PostgreSQL read ${fmt(conditions.readMb)} MB into shared buffers in that database`,
+    disk,
+  ].join(', ');
 }

@@ -14,7 +14,7 @@ import {
   userId,
 } from './fixture';
 import { combine, type LoadResult, summary } from './load';
-import { type Row, report } from './report';
+import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
 import {
   firstOrders,
@@ -191,6 +191,7 @@ runCommand(async (cleanup) => {
   const purge = await purgeUnderLoad(scaleEngine, scaleDb, tokens, scaleBodies, settings);
   const leftExpired = await scaleDb.pool.query<{ n: string }>('select count(*) as n from idempotency_records where expires_at <= now()');
   process.stderr.write(`  purged ${fmt(purge.deleted)} rows in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s)\n`);
+  process.stderr.write(`  meanwhile: ${conditionsText(purge.conditions)}\n`);
 
   const memory = await Promise.all(
     [engine, bypass, uncached, executing, scaleEngine, scaleUncached].map(async (server) => ({

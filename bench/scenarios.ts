@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type pg from 'pg';
 import { IdempotencyStore, purgeExpired } from '../src/idempotency';
@@ -230,6 +231,76 @@ export interface PurgeResult {
   /** The same load, warmed up, in the seconds before the purge started. */
   readonly before: { rps: number; p50: number; p99: number; responses: number };
   readonly load: LoadResult;
+  /** What else the database and the machine did while the purge ran. */
+  readonly conditions: PurgeConditions;
+}
+
+/**
+ * What else happened while the purge ran, for reading a slow purge: a checkpoint makes the
+ * first change to each page write the whole page to the WAL, autovacuum reads the same table,
+ * and pages PostgreSQL reads from outside its shared buffers come from the OS cache or the disk.
+ */
+export interface PurgeConditions {
+  /** Checkpoints that started or ended during the purge (timed or requested). */
+  readonly checkpoints: number;
+  /** Seconds during which an autovacuum worker was seen working, sampled every 250 ms. */
+  readonly autovacuumSeconds: number;
+  /** MB PostgreSQL read into its shared buffers in the purged database (from the OS cache or disk). */
+  readonly readMb: number;
+  /** MB the machine's disks read meanwhile, all processes together; null where /proc/diskstats is unreadable. */
+  readonly diskReadMb: number | null;
+}
+
+interface ConditionCounters {
+  readonly checkpoints: number;
+  readonly blocksRead: number;
+  readonly diskSectorsRead: number | null;
+}
+
+async function conditionCounters(pool: pg.Pool): Promise<ConditionCounters> {
+  const { rows } = await pool.query<{ checkpoints: string; blocks_read: string }>(
+    `select (select num_timed + num_requested from pg_stat_checkpointer) as checkpoints,
+            (select blks_read from pg_stat_database where datname = current_database()) as blocks_read`,
+  );
+  const row = rows[0];
+  return { checkpoints: Number(row?.checkpoints), blocksRead: Number(row?.blocks_read), diskSectorsRead: diskSectorsRead() };
+}
+
+/** Sectors (512 bytes) read by the whole disks of this machine since boot; null when unknown. */
+function diskSectorsRead(): number | null {
+  try {
+    let sectors = 0;
+    for (const line of readFileSync('/proc/diskstats', 'utf8').split('\n')) {
+      const fields = line.trim().split(/\s+/);
+      // Whole disks only (partitions would count twice): vda, sda, xvda, nvme0n1.
+      if (/^(?:[svx]?vd[a-z]+|sd[a-z]+|nvme\d+n\d+)$/.test(fields[2] ?? '')) sectors += Number(fields[5]);
+    }
+    return sectors;
+  } catch {
+    return null;
+  }
+}
+
+/** Samples, every 250 ms until stopped, whether an autovacuum worker is running; resolves to the seconds seen. */
+function watchAutovacuum(pool: pg.Pool): { stop(): Promise<number> } {
+  let stopped = false;
+  let seen = 0;
+  const watching = (async () => {
+    while (!stopped) {
+      const { rows } = await pool.query<{ n: number }>(
+        "select count(*)::int as n from pg_stat_activity where backend_type = 'autovacuum worker'",
+      );
+      if ((rows[0]?.n ?? 0) > 0) seen += 0.25;
+      await sleep(250);
+    }
+    return seen;
+  })();
+  return {
+    stop: () => {
+      stopped = true;
+      return watching;
+    },
+  };
 }
 
 /** Runs the engine's own purge once, in this process, under createOrder load. */
@@ -246,19 +317,33 @@ export async function purgeUnderLoad(
   let purgeStart = 0;
   let purgeEnd = 0;
   let deleted = 0;
+  let conditions: PurgeConditions | undefined;
   const load = await runLoad({
     ...settings,
     url: server.url,
     next: newOrderRequest(tokens, bodies),
     until: async (elapsed) => {
       await sleep(leadMs);
+      const first = await conditionCounters(db.pool);
+      const autovacuum = watchAutovacuum(db.pool);
       purgeStart = elapsed();
       deleted = await purgeExpired(db.orm, new IdempotencyStore());
       purgeEnd = elapsed();
+      const last = await conditionCounters(db.pool);
+      conditions = {
+        checkpoints: last.checkpoints - first.checkpoints,
+        autovacuumSeconds: await autovacuum.stop(),
+        readMb: ((last.blocksRead - first.blocksRead) * 8192) / 1e6,
+        diskReadMb:
+          last.diskSectorsRead === null || first.diskSectorsRead === null
+            ? null
+            : ((last.diskSectorsRead - first.diskSectorsRead) * 512) / 1e6,
+      };
       await sleep(1_000);
     },
   });
   const seconds = (purgeEnd - purgeStart) / 1000;
+  if (!conditions) throw new Error('the purge did not run');
   return {
     deleted,
     seconds,
@@ -266,6 +351,7 @@ export async function purgeUnderLoad(
     during: window(load, purgeStart, purgeEnd),
     before: window(load, 0, purgeStart),
     load,
+    conditions,
   };
 }
 
