@@ -154,29 +154,40 @@ export class IdempotencyStore {
    * plus any sharing that last expiry to the microsecond, which only records written by one
    * bulk statement do.
    *
-   * The delete is one range scan of the expiry index, so each row's page is visited once; as
-   * records lie in the table roughly in the order they were written, the pages of a batch are
-   * mostly neighbours. A record being re-executed (its expired row replaced in an open
+   * Two statements: the first finds the batch's last expiry (an index-only scan of
+   * `batchSize` entries of the expiry index), the second deletes the range up to it. With
+   * both ends given as values, the planner knows the range holds about one batch and scans
+   * just that range of the index; with the end left to a subquery in the same statement, it
+   * could only guess the range's size and, on a large backlog, sometimes chose a plan that
+   * visited every remaining expired row's page for each batch. Each row's page is visited once;
+   * as records lie in the table roughly in the order they were written, the pages of a batch
+   * are mostly neighbours. A record being re-executed (its expired row replaced in an open
    * transaction) is waited for, bounded by lock_timeout, and then kept, as it no longer
-   * matches. Starting where the previous batch ended keeps the scan off the entries of rows
+   * matches. Starting where the previous batch ended keeps the scans off the entries of rows
    * already deleted, which stay in the index until vacuum.
    */
   async purgeExpiredBatch(em: EntityManager, batchSize: number, from: Date | null = null): Promise<PurgedBatch> {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
     const start = from ? from.toISOString() : null;
+    // The expiry as text keeps its microseconds, which a Date would drop.
+    const ends = await em.execute<{ last: string }[]>(
+      `select expires_at::text as last from idempotency_records
+        where expires_at <= now() and expires_at >= coalesce(?::timestamptz, '-infinity')
+        order by expires_at
+       offset ? limit 1`,
+      [start, batchSize - 1],
+    );
+    // No batchSize-th expired record: fewer remain, and the batch takes them all.
+    const end = ends[0]?.last ?? null;
     const rows = await em.execute<{ deleted: string; last: Date | string | null }[]>(
       `with gone as (
          delete from idempotency_records
           where expires_at <= now()
             and expires_at >= coalesce(?::timestamptz, '-infinity')
-            and expires_at <= coalesce((
-                  select expires_at from idempotency_records
-                   where expires_at <= now() and expires_at >= coalesce(?::timestamptz, '-infinity')
-                   order by expires_at
-                  offset ? limit 1), 'infinity')
+            and expires_at <= coalesce(?::timestamptz, 'infinity')
          returning expires_at)
        select count(*) as deleted, max(expires_at) as last from gone`,
-      [start, start, batchSize - 1],
+      [start, end],
     );
     const row = rows[0];
     return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last) : null };
