@@ -57,7 +57,7 @@ function compressed(json: string): Buffer {
 
 /**
  * The most a stored result may decompress to: far above any payload the API returns, and a bound
- * on what a forged row (a few kB deflating to gigabytes) can make the server allocate.
+ * on what a forged row (a few kB decompressing to gigabytes) can make the server allocate.
  */
 export const MAX_RESULT_BYTES = 64 * 1024 * 1024;
 

@@ -157,9 +157,9 @@ export class IdempotencyStore {
    * Two statements: the first finds the batch's last expiry (an index-only scan of
    * `batchSize` entries of the expiry index), the second deletes the range up to it. With
    * both ends given as values, the planner knows the range holds about one batch and scans
-   * just that range of the index; with the end left to a subquery in the same statement, it
-   * could only guess the range's size and, on a large backlog, sometimes chose a plan that
-   * visited every remaining expired row's page for each batch. Each row's page is visited once;
+   * just that range of the index. With the end left to a subquery in the same statement, it
+   * could only guess the range's size, and purges of a large backlog were seen reading about
+   * every remaining expired row's page for each batch. Each row's page is visited once;
    * as records lie in the table roughly in the order they were written, the pages of a batch
    * are mostly neighbours. A record being re-executed (its expired row replaced in an open
    * transaction) is waited for, bounded by lock_timeout, and then kept, as it no longer
