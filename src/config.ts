@@ -32,12 +32,16 @@ export interface Config {
   readonly jwtSecret: string;
   /** True when `jwtSecret` is the built-in development secret. */
   readonly jwtSecretIsDefault: boolean;
+  /** `JWT_MAX_LIFETIME_SECONDS`; default 2592000 (30 days). Tokens must carry `exp`, at most this long after `iat`. */
+  readonly jwtMaxLifetimeSeconds: number;
   readonly idempotency: IdempotencyConfig;
   readonly http: HttpConfig;
   /** `STATEMENT_TIMEOUT_MS`; default 15000. PostgreSQL `statement_timeout` of every connection. */
   readonly statementTimeoutMs: number;
   /** `LOG_LEVEL`; default `info`. */
   readonly logLevel: LogLevel;
+  /** `SEED_DEMO_CATALOG`; default true in development and test, false in production. Seeds an empty catalog at start. */
+  readonly seedDemoCatalog: boolean;
 }
 
 export interface HttpConfig {
@@ -54,6 +58,8 @@ export interface HttpConfig {
    * allows introspection.
    */
   readonly explorer: boolean;
+  /** `METRICS_TOKEN`; unset by default. When set, `/metrics` needs `Authorization: Bearer <it>`. */
+  readonly metricsToken: string | undefined;
 }
 
 export interface IdempotencyConfig {
@@ -94,6 +100,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     embeddedPgPort: integer(env, 'EMBEDDED_PG_PORT', 0, 0, 65535),
     jwtSecret: secret ?? DEVELOPMENT_JWT_SECRET,
     jwtSecretIsDefault: secret === undefined,
+    jwtMaxLifetimeSeconds: integer(env, 'JWT_MAX_LIFETIME_SECONDS', 2_592_000, 60, 31_536_000),
     idempotency: {
       ttlSeconds: integer(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 1, 31_536_000),
       waitMs: integer(env, 'IDEMPOTENCY_WAIT_MS', 10_000, 0, 600_000),
@@ -106,9 +113,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       mutationsPerMinute: integer(env, 'RATE_LIMIT_MUTATIONS_PER_MINUTE', 600, 0, 1_000_000),
       corsOrigins: origins(env),
       explorer: boolean(env, 'GRAPHQL_EXPLORER', nodeEnv !== 'production'),
+      metricsToken: metricsToken(env),
     },
     statementTimeoutMs: integer(env, 'STATEMENT_TIMEOUT_MS', 15_000, 0, 3_600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
+    seedDemoCatalog: boolean(env, 'SEED_DEMO_CATALOG', nodeEnv !== 'production'),
   };
 }
 
@@ -183,6 +192,16 @@ function databaseUrl(env: Env): string | undefined {
   }
   if (url.pathname.length <= 1) {
     throw new ConfigError('DATABASE_URL', 'must name a database (postgres://user:pass@host:port/db)');
+  }
+  return raw;
+}
+
+function metricsToken(env: Env): string | undefined {
+  const raw = optional(env, 'METRICS_TOKEN');
+  if (raw === undefined) return undefined;
+  // The characters a bearer token may hold (RFC 6750 b64token), so that it fits the header as is.
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(raw) || raw.length < 16) {
+    throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters of A-Z a-z 0-9 - . _ ~ + / (openssl rand -hex 24)');
   }
   return raw;
 }

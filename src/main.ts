@@ -12,6 +12,7 @@ import { buildApp } from './http/app';
 import { IdempotencyStore, startPurgeJob } from './idempotency';
 import { createLogger } from './observability/logger';
 import { Metrics } from './observability/metrics';
+import { withoutPassword } from './observability/serializers';
 import { ormMetricsSources } from './observability/sources';
 import { withTimeout } from './timeout';
 
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     if (!databaseUrl) {
       embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
       databaseUrl = embedded.url;
-      logger.info({ dataDir: config.dataDir, databaseUrl }, 'embedded PostgreSQL started');
+      logger.info({ dataDir: config.dataDir, databaseUrl: withoutPassword(databaseUrl) }, 'embedded PostgreSQL started');
     }
     orm = await openOrm({
       clientUrl: databaseUrl,
@@ -85,8 +86,10 @@ async function main(): Promise<void> {
     });
     const applied = await migrate(orm);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
-    const seeded = await seedCatalog(orm.em.fork());
-    if (seeded > 0) logger.info({ products: seeded }, 'demo catalog seeded');
+    if (config.seedDemoCatalog) {
+      const seeded = await seedCatalog(orm.em.fork());
+      if (seeded > 0) logger.info({ products: seeded }, 'demo catalog seeded');
+    }
 
     const metrics = new Metrics(ormMetricsSources(orm));
     stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger, (deleted) =>

@@ -28,10 +28,19 @@ describe('loadConfig', () => {
         embeddedPgPort: 0,
         jwtSecret: DEVELOPMENT_JWT_SECRET,
         jwtSecretIsDefault: true,
+        jwtMaxLifetimeSeconds: 2_592_000,
         idempotency: { ttlSeconds: 86_400, waitMs: 10_000, purgeIntervalSeconds: 300, encryptionKey: undefined },
-        http: { requestTimeoutMs: 30_000, shutdownGraceMs: 10_000, mutationsPerMinute: 600, corsOrigins: [], explorer: true },
+        http: {
+          requestTimeoutMs: 30_000,
+          shutdownGraceMs: 10_000,
+          mutationsPerMinute: 600,
+          corsOrigins: [],
+          explorer: true,
+          metricsToken: undefined,
+        },
         statementTimeoutMs: 15_000,
         logLevel: 'info',
+        seedDemoCatalog: true,
       });
     });
 
@@ -56,6 +65,9 @@ describe('loadConfig', () => {
           'GRAPHQL_EXPLORER',
           'STATEMENT_TIMEOUT_MS',
           'LOG_LEVEL',
+          'JWT_MAX_LIFETIME_SECONDS',
+          'METRICS_TOKEN',
+          'SEED_DEMO_CATALOG',
         ].map((name) => [name, '']),
       );
       expect(loadConfig(empty, CWD)).toEqual(loadConfig({}, CWD));
@@ -93,6 +105,9 @@ describe('loadConfig', () => {
           GRAPHQL_EXPLORER: 'true',
           STATEMENT_TIMEOUT_MS: '4000',
           LOG_LEVEL: 'warn',
+          JWT_MAX_LIFETIME_SECONDS: '86400',
+          METRICS_TOKEN: 'scrape-token-0123456789abcdef',
+          SEED_DEMO_CATALOG: 'true',
         },
         CWD,
       );
@@ -105,6 +120,7 @@ describe('loadConfig', () => {
         embeddedPgPort: 5433,
         jwtSecret: SECRET,
         jwtSecretIsDefault: false,
+        jwtMaxLifetimeSeconds: 86_400,
         idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY },
         http: {
           requestTimeoutMs: 5000,
@@ -112,9 +128,11 @@ describe('loadConfig', () => {
           mutationsPerMinute: 30,
           corsOrigins: ['https://shop.example.com', 'http://localhost:3000'],
           explorer: true,
+          metricsToken: 'scrape-token-0123456789abcdef',
         },
         statementTimeoutMs: 4000,
         logLevel: 'warn',
+        seedDemoCatalog: true,
       });
     });
   });
@@ -261,6 +279,28 @@ describe('loadConfig', () => {
       expect(configError({ SHUTDOWN_GRACE_MS: '-1' }).variable).toBe('SHUTDOWN_GRACE_MS');
       expect(configError({ RATE_LIMIT_MUTATIONS_PER_MINUTE: 'lots' }).variable).toBe('RATE_LIMIT_MUTATIONS_PER_MINUTE');
       expect(configError({ STATEMENT_TIMEOUT_MS: '1e3' }).variable).toBe('STATEMENT_TIMEOUT_MS');
+    });
+  });
+
+  describe('token lifetime, metrics access and the demo catalog', () => {
+    it('bounds JWT_MAX_LIFETIME_SECONDS to a minute to a year, naming the variable', () => {
+      expect(loadConfig({ JWT_MAX_LIFETIME_SECONDS: '3600' }, CWD).jwtMaxLifetimeSeconds).toBe(3600);
+      expect(configError({ JWT_MAX_LIFETIME_SECONDS: '0' }).variable).toBe('JWT_MAX_LIFETIME_SECONDS');
+      expect(configError({ JWT_MAX_LIFETIME_SECONDS: '31536001' }).variable).toBe('JWT_MAX_LIFETIME_SECONDS');
+      expect(configError({ JWT_MAX_LIFETIME_SECONDS: '30d' }).variable).toBe('JWT_MAX_LIFETIME_SECONDS');
+    });
+
+    it('refuses a METRICS_TOKEN that is short or cannot travel in a bearer header', () => {
+      expect(configError({ METRICS_TOKEN: 'short' }).message).toMatch(/at least 16 characters/);
+      expect(configError({ METRICS_TOKEN: 'has spaces in it, quite a few' }).variable).toBe('METRICS_TOKEN');
+    });
+
+    it('seeds the demo catalog by default outside production only, and when SEED_DEMO_CATALOG says so', () => {
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).seedDemoCatalog).toBe(false);
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, SEED_DEMO_CATALOG: 'true' }, CWD).seedDemoCatalog).toBe(true);
+      expect(loadConfig({ NODE_ENV: 'development' }, CWD).seedDemoCatalog).toBe(true);
+      expect(loadConfig({ SEED_DEMO_CATALOG: 'false' }, CWD).seedDemoCatalog).toBe(false);
+      expect(configError({ SEED_DEMO_CATALOG: 'maybe' }).variable).toBe('SEED_DEMO_CATALOG');
     });
   });
 });

@@ -24,20 +24,35 @@ export async function signToken(viewer: Viewer, secret: string, expiresIn = '12h
     .sign(secretKey(secret));
 }
 
+/** What a bearer token must satisfy besides its signature. */
+export interface TokenPolicy {
+  /** The HS256 key (`JWT_SECRET`). */
+  readonly secret: string;
+  /** `JWT_MAX_LIFETIME_SECONDS`: the longest `exp - iat` accepted (`exp - now` for a token without `iat`). */
+  readonly maxLifetimeSeconds: number;
+}
+
 /**
  * Verifies an HS256 token and returns its viewer. Any other algorithm (`none` included), a bad
- * signature, an expired token or malformed claims raise {@link UnauthenticatedError}.
+ * signature, a missing or past `exp`, a lifetime over the policy's maximum or malformed claims
+ * raise {@link UnauthenticatedError}.
  */
-export async function verifyToken(token: string, secret: string): Promise<Viewer> {
+export async function verifyToken(token: string, policy: TokenPolicy): Promise<Viewer> {
   let payload: Record<string, unknown>;
   try {
-    ({ payload } = await jwtVerify(token, secretKey(secret), { algorithms: ['HS256'] }));
+    ({ payload } = await jwtVerify(token, secretKey(policy.secret), { algorithms: ['HS256'], requiredClaims: ['exp'] }));
   } catch (error) {
     throw new UnauthenticatedError(describe(error));
   }
-  const { sub, roles } = payload;
-  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128) {
-    throw new UnauthenticatedError('Invalid token: sub must be a string of 1 to 128 characters');
+  const { sub, roles, exp, iat } = payload;
+  // A token that never expires, or lives for years, is a credential that cannot be withdrawn
+  // short of rotating the secret. Without iat the lifetime left is what counts.
+  const issuedAt = typeof iat === 'number' ? iat : Math.floor(Date.now() / 1000);
+  if (typeof exp === 'number' && exp - issuedAt > policy.maxLifetimeSeconds) {
+    throw new UnauthenticatedError(`Invalid token: its lifetime exceeds ${policy.maxLifetimeSeconds} seconds`);
+  }
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128 || sub.includes('\u0000')) {
+    throw new UnauthenticatedError('Invalid token: sub must be a string of 1 to 128 characters, without U+0000');
   }
   if (roles !== undefined && !(Array.isArray(roles) && roles.every((role) => typeof role === 'string'))) {
     throw new UnauthenticatedError('Invalid token: roles must be an array of strings');
@@ -68,6 +83,8 @@ function describe(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'Token expired';
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'Invalid token: only HS256 is accepted';
   if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'Invalid token: bad signature';
-  if (error instanceof joseErrors.JWTClaimValidationFailed) return `Invalid token: ${error.message}`;
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    return error.claim === 'exp' && error.reason === 'missing' ? 'Invalid token: exp is required' : `Invalid token: ${error.message}`;
+  }
   return 'Invalid token';
 }

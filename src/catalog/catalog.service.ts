@@ -1,7 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { decodeCursor, encodeCursor, requireUuid } from '../cursor';
+import { decodeCursor, encodeCursor, invalidCursor, requireUuid } from '../cursor';
 import { BadUserInputError, SkuTakenError } from '../errors';
 import type { Page } from '../graphql/connection';
+import { characterCount } from '../text';
 import { Product } from './product.entity';
 
 export interface NewProduct {
@@ -17,12 +18,18 @@ const CURRENCY = /^[A-Z]{3}$/;
 /** Highest unit price accepted, so that any valid order total fits a GraphQL Int. */
 export const MAX_PRICE_CENTS = 10_000_000;
 export const MAX_STOCK = 1_000_000_000;
+export const MAX_NAME_LENGTH = 200;
 
 /** Catalog rules: listing, lookup and creation of products. */
 export class CatalogService {
   /** Products ordered by SKU, after the given cursor. */
   async listProducts(em: EntityManager, first: number, after: string | null | undefined): Promise<Page<Product>> {
-    const where = after != null ? { sku: { $gt: decodeCursor('product', after, 1)[0] as string } } : {};
+    let where = {};
+    if (after != null) {
+      const [sku] = decodeCursor('product', after, 1) as [string];
+      if (!SKU.test(sku)) throw invalidCursor();
+      where = { sku: { $gt: sku } };
+    }
     const rows = await em.find(Product, where, { orderBy: { sku: 'asc' }, limit: first + 1 });
     return { items: rows.slice(0, first), hasNextPage: rows.length > first };
   }
@@ -55,8 +62,9 @@ export class CatalogService {
 function validateProduct(input: NewProduct): void {
   const problems: string[] = [];
   if (!SKU.test(input.sku)) problems.push('sku must be 1 to 64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit');
-  const name = input.name.trim();
-  if (name.length === 0 || input.name.length > 200) problems.push('name must be 1 to 200 characters');
+  if (input.name.trim().length === 0 || characterCount(input.name) > MAX_NAME_LENGTH) {
+    problems.push(`name must be 1 to ${MAX_NAME_LENGTH} characters`);
+  }
   if (!Number.isInteger(input.priceCents) || input.priceCents < 0 || input.priceCents > MAX_PRICE_CENTS) {
     problems.push(`priceCents must be an integer from 0 to ${MAX_PRICE_CENTS}`);
   }

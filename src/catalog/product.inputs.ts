@@ -15,7 +15,7 @@ export class CreateProductInput {
   @Field({ description: 'ISO 4217 currency code, three upper-case letters.' })
   currency!: string;
 
-  @Field(() => Int, { description: 'Initial stock, 0 or more.' })
+  @Field(() => Int, { description: 'Initial stock, 0 to 1000000000.' })
   stock!: number;
 }
 

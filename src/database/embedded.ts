@@ -72,7 +72,14 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     createPostgresUser: isRoot,
     initdbFlags: ['--encoding=UTF8', '--no-sync'],
     // TCP on 127.0.0.1 for tools such as psql; the application connects through the socket.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'max_connections=200'],
+    postgresFlags: [
+      ...['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${socketDir ?? ''}`, '-c', 'max_connections=200'],
+      // The server's log reaches ours at debug level: it keeps the server's own events (start,
+      // checkpoints, fatal connection failures) and never a client's failed statement, whose
+      // text, values and details carry stored payloads and user ids; the application logs
+      // those errors itself, redacted.
+      ...['-c', 'log_min_messages=log', '-c', 'log_min_error_statement=panic', '-c', 'log_error_verbosity=terse'],
+    ],
     onLog: (message) => logger.debug({ postgres: message.trim() }, 'embedded postgres'),
     onError: (error) => logger.warn({ postgres: String(error).trim() }, 'embedded postgres'),
   });
@@ -150,7 +157,9 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
 
 /**
  * A run that was killed leaves `postmaster.pid` behind, and possibly its orphaned server.
- * An orphaned server for this data directory is shut down; a lock naming a dead process is removed.
+ * An orphaned server for this data directory is shut down; a lock naming a dead process is
+ * removed. A server whose starting process still runs belongs to another live server: it is
+ * left alone and the start fails.
  */
 async function clearStaleLock(dataDir: string, logger: Logger): Promise<void> {
   const lockFile = path.join(dataDir, 'postmaster.pid');
@@ -161,6 +170,10 @@ async function clearStaleLock(dataDir: string, logger: Logger): Promise<void> {
     return;
   }
   if (Number.isInteger(pid) && pid > 0 && (await isPostgresOf(pid, dataDir))) {
+    const owner = await liveOwnerOf(pid);
+    if (owner !== undefined) {
+      throw new DataDirInUseError(dataDir, owner, pid);
+    }
     logger.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier run');
     process.kill(pid, 'SIGINT');
     const deadline = Date.now() + 30_000;
@@ -170,6 +183,40 @@ async function clearStaleLock(dataDir: string, logger: Logger): Promise<void> {
     if (isAlive(pid)) process.kill(pid, 'SIGKILL');
   }
   await rm(lockFile, { force: true });
+}
+
+/** Another process serves this data directory: starting a second server on it would break the first. */
+export class DataDirInUseError extends Error {
+  constructor(dataDir: string, ownerPid: number, postgresPid: number) {
+    super(
+      `DATA_DIR ${dataDir} is in use by a running server (process ${ownerPid}, its PostgreSQL is process ${postgresPid}): ` +
+        'stop that server first, or give this one another DATA_DIR',
+    );
+    this.name = 'DataDirInUseError';
+  }
+}
+
+/**
+ * The process that started PostgreSQL `pid`, when it still runs. The server is started as a
+ * child of a Node.js process (`npm start`, a CLI); once that process is gone the server is
+ * re-parented to init or a subreaper, which is not Node.js, and the server is an orphan.
+ */
+async function liveOwnerOf(pid: number): Promise<number | undefined> {
+  let parent: number;
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ppid ...", where comm may itself hold spaces or parentheses.
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    parent = Number.parseInt(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] ?? '', 10);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(parent) || parent <= 1 || !isAlive(parent)) return undefined;
+  try {
+    const [executable = ''] = (await readFile(`/proc/${parent}/cmdline`, 'utf8')).split('\0');
+    return /^node(js)?(\d+)?$/.test(path.basename(executable)) ? parent : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function isPostgresOf(pid: number, dataDir: string): Promise<boolean> {

@@ -5,7 +5,9 @@ import { createOrmConfig } from './orm.config';
 export default (() => {
   const config = loadConfig();
   if (!config.databaseUrl) {
-    throw new Error('DATABASE_URL must be set for the mikro-orm CLI (the URL `npm start` logs, for example)');
+    throw new Error(
+      'DATABASE_URL must be set for the mikro-orm CLI (for the embedded database: the URL `npm start` logs, with its fixed local password `postgres` in place of `redacted`)',
+    );
   }
   return createOrmConfig({ clientUrl: config.databaseUrl });
 })();

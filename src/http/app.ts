@@ -8,6 +8,7 @@ import type { Config } from '../config';
 import type { Context } from '../graphql/context';
 import { errorLogPlugin, formatError } from '../graphql/format-error';
 import { queryLimits } from '../graphql/limits';
+import { nulInputPlugin } from '../graphql/nul-input.plugin';
 import { buildSchema } from '../graphql/schema';
 import {
   encryptedCodec,
@@ -76,6 +77,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits = queryLimits(config.nodeEnv === 'production');
   const plugins: ApolloServerPlugin<Context>[] = [
     explorer ? sandboxLandingPage(options.sandbox) : ApolloServerPluginLandingPageDisabled(),
+    nulInputPlugin() as ApolloServerPlugin<Context>,
     idempotencyResponsePlugin<Context>(),
     // No field sets cache hints; the default cache-control plugin would still visit every field.
     ApolloServerPluginCacheControlDisabled(),
@@ -102,15 +104,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await apollo.start();
 
   await registerSecurity(app, { explorer, corsOrigins: config.http.corsOrigins });
-  await registerMutationRateLimit(app, config.http.mutationsPerMinute, config.jwtSecret);
+  const tokens = { secret: config.jwtSecret, maxLifetimeSeconds: config.jwtMaxLifetimeSeconds };
+  await registerMutationRateLimit(app, config.http.mutationsPerMinute, tokens);
   registerGraphQLOverHttp(app, { landingPage: explorer });
   registerGraphQLRoute(app, apollo, {
-    context: (request) => createContext(request, orm, config.jwtSecret, idempotency),
+    context: (request) => createContext(request, orm, tokens, idempotency),
     timeoutMs: config.http.requestTimeoutMs,
     config: mutationRateLimitRouteConfig(config.http.mutationsPerMinute),
   });
   registerHealthRoutes(app, orm);
-  registerMetricsRoute(app, metrics);
+  registerMetricsRoute(app, metrics, { token: config.http.metricsToken });
   // app.close() drains HTTP itself (in-flight requests finish); Apollo stops after it.
   app.addHook('onClose', async () => {
     await apollo.stop();

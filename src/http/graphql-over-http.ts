@@ -47,7 +47,8 @@ const WELL_FORMED_REQUEST_ERROR_CODES = new Set<unknown>([
 export function registerGraphQLOverHttp(app: FastifyInstance, options: GraphQLOverHttpOptions): void {
   // The resource exists, so other methods are 405 with Allow rather than Fastify's 404. Answered
   // in onRequest so that no body is parsed first.
-  app.route({ url: GRAPHQL_PATH, method: ['PUT', 'PATCH', 'DELETE'], onRequest: methodNotAllowed, handler: methodNotAllowed });
+  // HEAD is declared here, before the GET route, so that Fastify does not derive it from GET.
+  app.route({ url: GRAPHQL_PATH, method: ['HEAD', 'PUT', 'PATCH', 'DELETE'], onRequest: methodNotAllowed, handler: methodNotAllowed });
 
   let attached = false;
   app.addHook('onRoute', (route) => {
@@ -65,7 +66,7 @@ export function registerGraphQLOverHttp(app: FastifyInstance, options: GraphQLOv
 /** Accept and Content-Type are settled before the body is parsed, so a refused request executes nothing. */
 function negotiateRequest(options: GraphQLOverHttpOptions): onRequestHookHandler {
   return async function graphqlOverHttp(request, reply) {
-    // HEAD and OPTIONS stay Apollo's (405 with Allow, CSRF prevention).
+    // OPTIONS stays Apollo's and CORS's (preflight).
     if (request.method !== 'GET' && request.method !== 'POST') return;
     const accept = headerValue(request.headers.accept);
     if (request.method === 'GET' && options.landingPage && prefersHtml(accept)) return;

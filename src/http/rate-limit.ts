@@ -1,6 +1,7 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { getOperationAST, parse } from 'graphql';
+import type { TokenPolicy } from '../auth/token';
 import { ErrorCode } from '../errors';
 import { authenticate } from './context';
 
@@ -8,7 +9,7 @@ import { authenticate } from './context';
  * Limits mutations per user (per client address when anonymous) to `perMinute`; queries are
  * not counted. A refused request gets 429, `Retry-After` and a RATE_LIMITED GraphQL error.
  */
-export async function registerMutationRateLimit(app: FastifyInstance, perMinute: number, secret: string): Promise<void> {
+export async function registerMutationRateLimit(app: FastifyInstance, perMinute: number, tokens: TokenPolicy): Promise<void> {
   if (perMinute <= 0) return;
   await app.register(rateLimit, {
     global: false,
@@ -16,7 +17,7 @@ export async function registerMutationRateLimit(app: FastifyInstance, perMinute:
     max: perMinute,
     timeWindow: 60_000,
     keyGenerator: async (request) => {
-      const viewer = await authenticate(request, secret).catch(() => null);
+      const viewer = await authenticate(request, tokens).catch(() => null);
       return viewer ? `user:${viewer.id}` : `ip:${request.ip}`;
     },
     allowList: (request) => !isMutation(request),

@@ -12,18 +12,13 @@ export interface PoolStats {
 export interface MetricsSources {
   /** Pool occupancy; omitted when unknown. */
   readonly pool?: () => PoolStats;
-  /** Approximate number of idempotency records, from table statistics. */
+  /** Approximate number of idempotency records, from PostgreSQL's statistics. */
   readonly liveRecords?: () => Promise<number>;
 }
-
-/** Operation names become label values only when they look like names, and only the first 100. */
-const OPERATION_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-const MAX_OPERATION_NAMES = 100;
 
 /** The service's Prometheus metrics, in a registry of their own. */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly operationNames = new Set<string>();
 
   readonly idempotencyRequests = new Counter({
     name: 'idempotency_requests_total',
@@ -55,8 +50,8 @@ export class Metrics {
 
   readonly graphqlDuration = new Histogram({
     name: 'graphql_request_duration_seconds',
-    help: 'GraphQL request duration by operation name and result.',
-    labelNames: ['operation_name', 'result'] as const,
+    help: 'GraphQL request duration by root field of the schema (e.g. mutation.createOrder) and result.',
+    labelNames: ['operation', 'result'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
     registers: [this.registry],
   });
@@ -79,7 +74,7 @@ export class Metrics {
     if (liveRecords) {
       new Gauge({
         name: 'idempotency_records_estimate',
-        help: 'Approximate number of stored idempotency records (from PostgreSQL statistics, not count(*)).',
+        help: 'Approximate number of stored idempotency records (live rows in PostgreSQL statistics, not count(*)).',
         registers: [this.registry],
         async collect() {
           this.set(await liveRecords().catch(() => Number.NaN));
@@ -95,14 +90,5 @@ export class Metrics {
       waited: (seconds: number) => this.duplicateWait.observe(seconds),
       overhead: (operation: string, seconds: number) => this.engineOverhead.observe({ operation }, seconds),
     };
-  }
-
-  /** A bounded label value for a client-chosen operation name. */
-  operationLabel(name: string | null | undefined): string {
-    if (!name || !OPERATION_NAME.test(name)) return 'anonymous';
-    if (this.operationNames.has(name)) return name;
-    if (this.operationNames.size >= MAX_OPERATION_NAMES) return 'other';
-    this.operationNames.add(name);
-    return name;
   }
 }

@@ -47,3 +47,15 @@ export function safeRequest(request: FastifyRequest): Record<string, unknown> {
     remoteAddress: request.ip,
   };
 }
+
+/** A connection URL as logged: its password replaced, so logs never carry the credential. */
+export function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === '') return url;
+    parsed.password = 'redacted';
+    return parsed.toString();
+  } catch {
+    return '[unparseable URL]';
+  }
+}

@@ -18,11 +18,13 @@ export function ormMetricsSources(orm: MikroORM): MetricsSources {
         : { used: 0, free: 0, pending: 0, max: 0 };
     },
     liveRecords: async () => {
-      // Planner statistics, refreshed by autovacuum: cheap at any table size, unlike count(*).
+      // Live rows as PostgreSQL's cumulative statistics count them: kept up to date by every
+      // committed insert and delete, so it is right before the first ANALYZE (when the planner's
+      // pg_class.reltuples is still -1) and cheap at any table size, unlike count(*).
       const rows = await orm.em
         .fork()
         .execute<{ estimate: string }[]>(
-          "select greatest(reltuples, 0)::bigint as estimate from pg_class where oid = to_regclass('idempotency_records')",
+          "select coalesce(sum(n_live_tup), 0)::bigint as estimate from pg_stat_user_tables where relid = to_regclass('idempotency_records')",
         );
       return Number(rows[0]?.estimate ?? 0);
     },

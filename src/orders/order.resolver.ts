@@ -53,7 +53,7 @@ export class OrderResolver {
     _idempotencyKey: string | null,
   ): Promise<CancelOrderPayload> {
     const viewer = viewerOf(ctx);
-    const cancelled = await this.service.cancelOrder(ctx.em, viewer, input.orderId);
+    const cancelled = await this.service.cancelOrder(ctx.em, viewer, input);
     return { order: toOrderView(cancelled.order, cancelled.lines, cancelled.products) };
   }
 

@@ -2,9 +2,10 @@ import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { isAdmin, type Viewer } from '../auth/token';
 import { Product } from '../catalog/product.entity';
-import { decodeCursor, encodeCursor, requireUuid } from '../cursor';
+import { cursorInstant, decodeCursor, encodeCursor, invalidCursor, isUuid, requireUuid } from '../cursor';
 import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
 import type { Page } from '../graphql/connection';
+import { characterCount } from '../text';
 import { Order, OrderStatus } from './order.entity';
 import { OrderLine } from './order-line.entity';
 
@@ -18,6 +19,12 @@ export interface NewOrder {
   readonly note?: string | null;
 }
 
+export interface Cancellation {
+  readonly orderId: string;
+  /** Why; checked against its limit, not stored. */
+  readonly reason?: string | null;
+}
+
 /** An order with its lines and the products they refer to, as one consistent snapshot. */
 export interface PlacedOrder {
   readonly order: Order;
@@ -28,6 +35,7 @@ export interface PlacedOrder {
 export const MAX_LINES = 100;
 export const MAX_QUANTITY = 1000;
 export const MAX_NOTE_LENGTH = 500;
+export const MAX_REASON_LENGTH = 500;
 const MAX_TOTAL_CENTS = 2_147_483_647;
 
 /** Order rules: placing, cancelling and reading a user's orders. */
@@ -88,8 +96,12 @@ export class OrderService {
   }
 
   /** Cancels a PLACED order of the viewer (an admin may cancel any) and restores its stock. */
-  async cancelOrder(em: EntityManager, viewer: Viewer, orderId: string): Promise<PlacedOrder> {
-    const id = requireUuid(orderId, 'orderId');
+  async cancelOrder(em: EntityManager, viewer: Viewer, cancellation: Cancellation): Promise<PlacedOrder> {
+    const id = requireUuid(cancellation.orderId, 'orderId');
+    const { reason } = cancellation;
+    if (reason !== undefined && reason !== null && characterCount(reason) > MAX_REASON_LENGTH) {
+      throw new BadUserInputError(`reason must be at most ${MAX_REASON_LENGTH} characters`);
+    }
     const order = await em.findOne(Order, this.visibleTo(viewer, id), {
       lockMode: LockMode.PESSIMISTIC_WRITE,
       refresh: true,
@@ -125,8 +137,9 @@ export class OrderService {
     let where: object = { userId };
     if (after != null) {
       const [createdAt, id] = decodeCursor('order', after, 2) as [string, string];
-      const at = new Date(createdAt);
-      if (Number.isNaN(at.getTime())) throw new BadUserInputError('Invalid cursor', { argument: 'after' });
+      // A forged cursor must not reach PostgreSQL, which would refuse it as a server error.
+      const at = cursorInstant(createdAt);
+      if (at === undefined || !isUuid(id)) throw invalidCursor();
       where = { userId, $or: [{ createdAt: { $lt: at } }, { createdAt: at, id: { $lt: id } }] };
     }
     const rows = await em.find(Order, where, { orderBy: { createdAt: 'desc', id: 'desc' }, limit: first + 1 });
@@ -147,7 +160,7 @@ function validateOrder(input: NewOrder): Map<string, number> {
   if (input.lines.length < 1 || input.lines.length > MAX_LINES) {
     throw new BadUserInputError(`An order has 1 to ${MAX_LINES} lines, got ${input.lines.length}`);
   }
-  if (input.note !== undefined && input.note !== null && input.note.length > MAX_NOTE_LENGTH) {
+  if (input.note !== undefined && input.note !== null && characterCount(input.note) > MAX_NOTE_LENGTH) {
     throw new BadUserInputError(`note must be at most ${MAX_NOTE_LENGTH} characters`);
   }
   const requested = new Map<string, number>();

@@ -35,10 +35,19 @@ async function runBlocks(server: TestServer, blocks: string[]): Promise<string[]
   return stdout.split(/---block \d+---\n?/);
 }
 
+/** The lower-cased names of `Name: value` header lines. */
+function headerNames(lines: string): string[] {
+  return lines
+    .split(/\r?\n/)
+    .filter((line) => /^[A-Za-z-]+: /.test(line))
+    .map((line) => line.slice(0, line.indexOf(':')).toLowerCase());
+}
+
 describe('the README walkthrough, run as written', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer();
+    // The default rate limit, whose headers the README's output shows.
+    server = await startTestServer({ env: { RATE_LIMIT_MUTATIONS_PER_MINUTE: '600' } });
   });
   afterAll(async () => {
     await server.close();
@@ -59,6 +68,28 @@ describe('the README walkthrough, run as written', () => {
     expect(orderId).toBeDefined();
     expect(replay).toContain(orderId);
     expect(reused).toContain('IDEMPOTENCY_KEY_REUSED');
+
+    // The output shown holds only headers really sent, and every header left out is named.
+    const section = README.slice(
+      README.indexOf('## Your first idempotent mutation'),
+      README.indexOf('\n## ', README.indexOf('## Your first')),
+    );
+    const shown = [...section.matchAll(/```\nHTTP\/1\.1[^\n]*\n([\s\S]*?)\n\n/g)].map((match) => headerNames(match[1] ?? ''));
+    expect(shown).toHaveLength(2);
+    const omitted = new Set(
+      [...(/Left out[\s\S]*?\n\n/.exec(section)?.[0] ?? '').matchAll(/`([A-Za-z-]+)`/g)].map((match) => (match[1] as string).toLowerCase()),
+    );
+    for (const [index, output] of [first, replay].entries()) {
+      const sent = headerNames(
+        (output ?? '')
+          .split(/\r?\n\r?\n/)[0]
+          ?.split(/\r?\n/)
+          .slice(1)
+          .join('\n') ?? '',
+      );
+      expect(shown[index]?.filter((name) => !sent.includes(name))).toEqual([]);
+      expect(sent.filter((name) => !shown[index]?.includes(name) && !omitted.has(name))).toEqual([]);
+    }
 
     const orders = await server.gql<{ orders: { edges: unknown[] } }>(
       '{ orders { edges { node { id } } } }',

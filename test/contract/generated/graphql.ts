@@ -29,7 +29,7 @@ export type CreateProductInput = {
   priceCents: number;
   /** 1 to 64 characters of A-Z a-z 0-9 _ . -, unique in the catalog. */
   sku: string;
-  /** Initial stock, 0 or more. */
+  /** Initial stock, 0 to 1000000000. */
   stock: number;
 };
 
