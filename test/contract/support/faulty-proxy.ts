@@ -6,12 +6,13 @@ import type { AddressInfo } from 'node:net';
  * - `drop-response`: forwards it, waits for the server's whole response (the order committed),
  *   then destroys the client's connection without sending a byte: a lost response.
  * - `answer-503`: answers 503 without forwarding it: a failing gateway.
+ * - `answer-429`: answers 429 with `Retry-After: 1` and a RATE_LIMITED GraphQL error without forwarding it.
  * - `reset-mid-request`: forwards it and resets the client's connection (TCP RST) while the server
  *   is still working on it.
  * - `delay-past-timeout`: forwards it, holds the server's whole response until the client has
  *   given up waiting and closed the connection, and never sends it.
  */
-export type Fault = 'drop-response' | 'answer-503' | 'reset-mid-request' | 'delay-past-timeout' | 'none';
+export type Fault = 'drop-response' | 'answer-503' | 'answer-429' | 'reset-mid-request' | 'delay-past-timeout' | 'none';
 
 /** One request the proxy received. */
 export interface ProxiedRequest {
@@ -60,6 +61,14 @@ export async function startFaultyProxy(target: string, fault: Fault): Promise<Fa
     if (faulted && fault === 'answer-503') {
       requests.push({ operation, key, faulted });
       response.writeHead(503, { 'content-type': 'text/plain' }).end('upstream unavailable');
+      return;
+    }
+    if (faulted && fault === 'answer-429') {
+      requests.push({ operation, key, faulted });
+      const error = { message: 'Rate limit exceeded; retry after 1 s', extensions: { code: 'RATE_LIMITED', retryAfterSeconds: 1 } };
+      response
+        .writeHead(429, { 'content-type': 'application/graphql-response+json', 'retry-after': '1' })
+        .end(JSON.stringify({ errors: [error] }));
       return;
     }
     const clientGone = new Promise<void>((resolve) => request.socket.once('close', () => resolve()));
