@@ -17,6 +17,9 @@ import {
 } from '../clients/src';
 import { CreateOrderDocument, type CreateOrderInput, type CreateOrderMutation } from '../test/contract/generated/graphql';
 
+/** One attempt, as reported to `onAttempt`. */
+export type { AttemptReport };
+
 /** The order as createOrder returns it (the typed CreateOrder operation's selection). */
 export type PlacedOrder = CreateOrderMutation['createOrder']['order'];
 
