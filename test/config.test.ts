@@ -29,7 +29,7 @@ describe('loadConfig', () => {
         jwtSecret: DEVELOPMENT_JWT_SECRET,
         jwtSecretIsDefault: true,
         idempotency: { ttlSeconds: 86_400, waitMs: 10_000, purgeIntervalSeconds: 300, encryptionKey: undefined },
-        http: { requestTimeoutMs: 30_000, shutdownGraceMs: 10_000, mutationsPerMinute: 600, corsOrigins: [], explorer: true },
+        http: { requestTimeoutMs: 30_000, shutdownGraceMs: 10_000, mutationsPerMinute: 600, corsOrigins: [], explorer: 'graphiql' },
         statementTimeoutMs: 15_000,
         logLevel: 'info',
       });
@@ -111,7 +111,7 @@ describe('loadConfig', () => {
           shutdownGraceMs: 2000,
           mutationsPerMinute: 30,
           corsOrigins: ['https://shop.example.com', 'http://localhost:3000'],
-          explorer: true,
+          explorer: 'graphiql',
         },
         statementTimeoutMs: 4000,
         logLevel: 'warn',
@@ -240,13 +240,16 @@ describe('loadConfig', () => {
   });
 
   describe('http hardening', () => {
-    it('turns the explorer off by default in production and lets GRAPHQL_EXPLORER turn it on', () => {
-      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).http.explorer).toBe(false);
-      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'true' }, CWD).http.explorer).toBe(true);
-      expect(loadConfig({ GRAPHQL_EXPLORER: 'false' }, CWD).http.explorer).toBe(false);
+    it('serves GraphiQL by default outside production, nothing in production, and lets GRAPHQL_EXPLORER choose', () => {
+      expect(loadConfig({}, CWD).http.explorer).toBe('graphiql');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).http.explorer).toBe('off');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'sandbox' }, CWD).http.explorer).toBe('sandbox');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'true' }, CWD).http.explorer).toBe('graphiql');
+      expect(loadConfig({ GRAPHQL_EXPLORER: 'false' }, CWD).http.explorer).toBe('off');
+      expect(loadConfig({ GRAPHQL_EXPLORER: 'off' }, CWD).http.explorer).toBe('off');
     });
 
-    it('rejects a GRAPHQL_EXPLORER that is not a boolean', () => {
+    it('rejects a GRAPHQL_EXPLORER that is not graphiql, sandbox, off or a boolean', () => {
       expect(configError({ GRAPHQL_EXPLORER: 'yes' }).variable).toBe('GRAPHQL_EXPLORER');
     });
 
