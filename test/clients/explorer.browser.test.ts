@@ -88,12 +88,11 @@ describe('the GraphiQL explorer in Chromium with the network closed', () => {
     await server?.close();
   });
 
-  /** The text of GraphiQL's response pane (CodeMirror keeps it whole, whatever is scrolled into view). */
+  /** The text of GraphiQL's response pane (CodeMirror keeps it whole, whatever is scrolled into view); run in the page. */
+  const RESPONSE_TEXT = "document.querySelector('.result-window .CodeMirror')?.CodeMirror?.getValue() ?? ''";
+
   async function responseText(): Promise<string> {
-    return page.evaluate(() => {
-      const editor = document.querySelector('.result-window .CodeMirror') as (Element & { CodeMirror?: { getValue(): string } }) | null;
-      return editor?.CodeMirror?.getValue() ?? '';
-    });
+    return page.evaluate<string>(RESPONSE_TEXT);
   }
 
   async function runCreateOrder(): Promise<Record<string, unknown>> {
@@ -101,15 +100,8 @@ describe('the GraphiQL explorer in Chromium with the network closed', () => {
     // The document holds several operations: the run button asks which one.
     await page.locator('button.graphiql-execute-button').click();
     await page.getByRole('menuitem', { name: 'CreateOrder' }).click();
-    await page.waitForFunction(
-      (previous) => {
-        const editor = document.querySelector('.result-window .CodeMirror') as (Element & { CodeMirror?: { getValue(): string } }) | null;
-        const text = editor?.CodeMirror?.getValue() ?? '';
-        return text.includes('"idempotency"') && text !== previous;
-      },
-      before,
-      { timeout: 20_000 },
-    );
+    const changed = `(() => { const text = ${RESPONSE_TEXT}; return text.includes('"idempotency"') && text !== ${JSON.stringify(before)}; })()`;
+    await page.waitForFunction(changed, undefined, { timeout: 20_000 });
     return JSON.parse(await responseText()) as Record<string, unknown>;
   }
 
