@@ -168,11 +168,11 @@ describe('GraphQL over HTTP on /graphql', () => {
       expect(await orders()).toBe(0);
     });
 
-    it('still serves the Sandbox page to a browser on GET while the explorer is on', async () => {
+    it('still serves the explorer page to a browser on GET while the explorer is on', async () => {
       const answer = await exchange(server.url, { method: 'GET', headers: { accept: 'text/html' } });
       expect(answer.status).toBe(200);
       expect(answer.headers.get('content-type')).toMatch(/^text\/html/);
-      expect(answer.text).toContain('embeddable-sandbox');
+      expect(answer.text).toContain('id="graphiql"');
     });
   });
 
