@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from '@apollo/client';
+import { RetryLink } from '@apollo/client/link/retry';
 import { createClient, fetchExchange } from '@urql/core';
 import { createIdempotencyLink } from '../../clients/src/apollo';
+import { type IntentStore, memoryIntentStore } from '../../clients/src/intents';
 import { readIdempotency } from '../../clients/src/marker';
 import type { RetryOptions } from '../../clients/src/policy';
 import { idempotencyExchange } from '../../clients/src/urql';
@@ -21,24 +23,40 @@ interface Placed {
   readonly error: unknown;
 }
 
+interface PlaceOptions {
+  /** The adapter is told no mutation takes a key. */
+  readonly keyless?: boolean;
+  /** The intent to name in the call, and the store its key is kept in. */
+  readonly intent?: { readonly name: string; readonly store: IntentStore };
+  readonly maxAttempts?: number;
+}
+
 /** One way of placing an order through a GraphQL client library with its idempotency adapter. */
 interface ClientUnderTest {
   readonly name: string;
-  place(url: string, token: string, input: unknown, options: { keyless?: boolean }): Promise<Placed>;
+  place(url: string, token: string, input: unknown, options: PlaceOptions): Promise<Placed>;
+}
+
+function adapterOptions({ keyless, intent, maxAttempts }: PlaceOptions) {
+  return { ...RETRY, maxAttempts: maxAttempts ?? RETRY.maxAttempts, idempotentMutations: keyless ? [] : undefined, intents: intent?.store };
 }
 
 const apollo: ClientUnderTest = {
   name: 'Apollo Client 4 with createIdempotencyLink',
-  async place(url, token, input, { keyless }) {
+  async place(url, token, input, options) {
     const client = new ApolloClient({
       cache: new InMemoryCache(),
       link: ApolloLink.from([
-        createIdempotencyLink({ ...RETRY, idempotentMutations: keyless ? [] : undefined }),
+        createIdempotencyLink(adapterOptions(options)),
         new HttpLink({ uri: url, headers: { authorization: `Bearer ${token}` } }),
       ]),
     });
     try {
-      const result = await client.mutate({ mutation: CreateOrderDocument, variables: { input } as never });
+      const result = await client.mutate({
+        mutation: CreateOrderDocument,
+        variables: { input } as never,
+        context: { idempotency: { intent: options.intent?.name } },
+      });
       const order = result.data?.createOrder.order;
       return { orderId: order?.id, order: strip(order), replayed: readIdempotency(result)?.replayed, error: result.error };
     } catch (error) {
@@ -51,13 +69,15 @@ const apollo: ClientUnderTest = {
 
 const urql: ClientUnderTest = {
   name: 'urql with idempotencyExchange',
-  async place(url, token, input, { keyless }) {
+  async place(url, token, input, options) {
     const client = createClient({
       url,
-      exchanges: [idempotencyExchange({ ...RETRY, idempotentMutations: keyless ? [] : undefined }), fetchExchange],
+      exchanges: [idempotencyExchange(adapterOptions(options)), fetchExchange],
       fetchOptions: { headers: { authorization: `Bearer ${token}` } },
     });
-    const result = await client.mutation(CreateOrderDocument, { input } as never).toPromise();
+    const result = await client
+      .mutation(CreateOrderDocument, { input } as never, { idempotency: { intent: options.intent?.name } })
+      .toPromise();
     const order = result.data?.createOrder.order;
     return { orderId: order?.id, order: strip(order), replayed: readIdempotency(result)?.replayed, error: result.error };
   },
@@ -101,7 +121,7 @@ describe.each([apollo, urql])('$name through a faulty network', (client) => {
       (await db.query<{ id: string }>('select id from orders where user_id = $1', [user])).rows.map((row) => row.id),
     );
 
-  async function placeThrough(fault: Fault, options: { keyless?: boolean } = {}) {
+  async function placeThrough(fault: Fault, options: PlaceOptions = {}) {
     const user = `client-${randomUUID()}`;
     proxy = await startFaultyProxy(server.url, fault);
     const placed = await client.place(proxy.url, await server.token(user), { lines: [{ productId: mug, quantity: 1 }] }, options);
@@ -138,11 +158,74 @@ describe.each([apollo, urql])('$name through a faulty network', (client) => {
     expect(await ordersOf(user)).toEqual([]);
   });
 
+  it('reuses the key of a named intent on a manual retry after the adapter gave up', async () => {
+    const intent = { name: `checkout:${randomUUID()}`, store: memoryIntentStore() };
+    const { user, placed: gaveUp, requests } = await placeThrough('drop-response', { intent, maxAttempts: 1 });
+    expect(gaveUp.error).toBeDefined();
+    expect(requests).toHaveLength(1);
+
+    // The user presses "try again": the same intent, so the same key, and the first order's replay.
+    const retried = await client.place(proxy!.url, await server.token(user), { lines: [{ productId: mug, quantity: 1 }] }, { intent });
+
+    expect(retried.error).toBeUndefined();
+    expect(retried.replayed).toBe(true);
+    expect(await ordersOf(user)).toEqual([retried.orderId]);
+    expect(proxy!.requests.map((request) => request.key)).toEqual([requests[0]?.key, requests[0]?.key]);
+    // The outcome is known now: the next call of that intent gets a new key.
+    expect(await intent.store.get(intent.name)).toBeUndefined();
+  });
+
   it('sends a new key for a new call with the same input', async () => {
     const first = await placeThrough('none');
     const user = first.user;
     const second = await client.place(proxy!.url, await server.token(user), { lines: [{ productId: mug, quantity: 1 }] }, {});
     expect(second.orderId).not.toBe(first.placed.orderId);
     expect((await ordersOf(user)).sort()).toEqual([first.placed.orderId, second.orderId].sort());
+  });
+});
+
+describe('Apollo Client 4 with a RetryLink in front of createIdempotencyLink', () => {
+  let server: TestServer;
+  let proxy: FaultyProxy | undefined;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    await server?.close();
+  });
+
+  it('sends the same key on every RetryLink attempt, and one order is placed', async () => {
+    const user = `retry-link-${randomUUID()}`;
+    proxy = await startFaultyProxy(server.url, 'drop-response');
+    const [row] = await withClient(
+      server.databaseUrl,
+      async (db) => (await db.query<{ id: string }>("select id from products where sku = 'CAP-001'")).rows,
+    );
+    const client = new ApolloClient({
+      cache: new InMemoryCache(),
+      link: ApolloLink.from([
+        new RetryLink({ delay: { initial: 10, max: 50, jitter: true }, attempts: { max: 3 } }),
+        // The idempotency link gives up at once: every further attempt is RetryLink's.
+        createIdempotencyLink({ ...RETRY, maxAttempts: 1 }),
+        new HttpLink({ uri: proxy.url, headers: { authorization: `Bearer ${await server.token(user)}` } }),
+      ]),
+    });
+    const result = await client.mutate({
+      mutation: CreateOrderDocument,
+      variables: { input: { lines: [{ productId: row!.id, quantity: 1 }] } },
+    });
+    client.stop();
+
+    const keys = proxy.requests.map((request) => request.key);
+    expect(keys).toHaveLength(2);
+    expect(new Set(keys).size).toBe(1);
+    expect(readIdempotency(result)?.replayed).toBe(true);
+    const orders = await withClient(
+      server.databaseUrl,
+      async (db) => (await db.query('select id from orders where user_id = $1', [user])).rows,
+    );
+    expect(orders).toEqual([{ id: result.data?.createOrder.order.id }]);
   });
 });
