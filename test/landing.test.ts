@@ -91,7 +91,7 @@ describe.each<ExplorerKind>(['graphiql', 'sandbox'])('landing page in developmen
     expect(sandboxConfig(page.body).initialState.document).toContain('createOrder(');
   });
 
-  it('opens the Sandbox on a createOrder example with a development bearer token that authenticates', async () => {
+  it('opens on a createOrder example with a development bearer token that authenticates', async () => {
     const page = await landingPage(url);
     expect(page.status).toBe(200);
     const { initialState } = sandboxConfig(page.body);
