@@ -31,25 +31,26 @@ export function idempotencyExchange(options: IdempotencyExchangeOptions = {}): E
   createRetryingFetch(options);
 
   return mapExchange({
-    async onOperation(operation) {
+    onOperation(operation) {
+      // Teardowns and subscriptions pass unchanged and without delay.
       if (operation.kind !== 'query' && operation.kind !== 'mutation') return operation;
       const plan = planOperation(operation.query, undefined, operation.variables as Record<string, unknown>, fields);
       const context = operation.context as typeof operation.context & ExchangeContext;
-      const key = plan.kind === 'header-key' ? (context.idempotencyKey ?? (await keyForCall(context.idempotency, intents))) : undefined;
-      const base = typeof context.fetchOptions === 'function' ? context.fetchOptions() : (context.fetchOptions ?? {});
-      const headers = new Headers(base.headers);
-      if (key !== undefined) headers.set('Idempotency-Key', key);
-      const retrying = createRetryingFetch({
-        ...options,
-        fetch: context.fetch,
-        safeToRepeat: () => plan.kind !== 'keyless',
-      });
-      return makeOperation(operation.kind, operation, {
-        ...context,
-        idempotencyKey: key,
-        fetchOptions: { ...base, headers: Object.fromEntries(headers) },
-        fetch: retrying,
-      } as Operation['context']);
+      const prepare = (key: string | undefined): Operation => {
+        const base = typeof context.fetchOptions === 'function' ? context.fetchOptions() : (context.fetchOptions ?? {});
+        const headers = new Headers(base.headers);
+        if (key !== undefined) headers.set('Idempotency-Key', key);
+        const retrying = createRetryingFetch({ ...options, fetch: context.fetch, safeToRepeat: () => plan.kind !== 'keyless' });
+        return makeOperation(operation.kind, operation, {
+          ...context,
+          idempotencyKey: key,
+          fetchOptions: { ...base, headers: Object.fromEntries(headers) },
+          fetch: retrying,
+        } as Operation['context']);
+      };
+      if (plan.kind !== 'header-key') return prepare(undefined);
+      if (context.idempotencyKey) return prepare(context.idempotencyKey);
+      return keyForCall(context.idempotency, intents).then(prepare);
     },
     async onResult(result) {
       const context = result.operation.context as ExchangeContext;
