@@ -85,7 +85,8 @@ export function createIdempotencyLink(options: IdempotencyLinkOptions = {}): Apo
             finish(outcomeKnown, () => observer.error(error));
           },
           complete: () => {
-            if (answered) finish(outcomeKnown, () => observer.complete());
+            clearTimeout(timer);
+            finish(outcomeKnown, () => observer.complete());
           },
         });
       };
