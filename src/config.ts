@@ -12,6 +12,8 @@ export class ConfigError extends Error {
 }
 
 export type NodeEnv = 'development' | 'production' | 'test';
+/** The GraphQL IDE served on GET /graphql to a browser. */
+export type ExplorerKind = 'graphiql' | 'sandbox' | 'off';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 /** Everything the service reads from its environment, parsed and validated once. */
@@ -54,10 +56,11 @@ export interface HttpConfig {
   /** `CORS_ORIGINS`: comma-separated origins allowed cross-origin, or `*`; default none. */
   readonly corsOrigins: readonly string[];
   /**
-   * `GRAPHQL_EXPLORER`; default true outside production. Serves the Sandbox landing page and
-   * allows introspection.
+   * `GRAPHQL_EXPLORER`: `graphiql` (served from npm packages, works offline), `sandbox` (Apollo
+   * Sandbox, loaded from Apollo's CDN) or `off`; default `graphiql` outside production, `off` in
+   * production. Any explorer also allows introspection. `true`/`false` mean `graphiql`/`off`.
    */
-  readonly explorer: boolean;
+  readonly explorer: ExplorerKind;
   /** `METRICS_TOKEN`; unset by default. When set, `/metrics` needs `Authorization: Bearer <it>`. */
   readonly metricsToken: string | undefined;
 }
@@ -112,7 +115,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       shutdownGraceMs: integer(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 600_000),
       mutationsPerMinute: integer(env, 'RATE_LIMIT_MUTATIONS_PER_MINUTE', 600, 0, 1_000_000),
       corsOrigins: origins(env),
-      explorer: boolean(env, 'GRAPHQL_EXPLORER', nodeEnv !== 'production'),
+      explorer: explorer(env, nodeEnv),
       metricsToken: metricsToken(env),
     },
     statementTimeoutMs: integer(env, 'STATEMENT_TIMEOUT_MS', 15_000, 0, 3_600_000),
@@ -154,6 +157,15 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   if (raw === 'true' || raw === '1') return true;
   if (raw === 'false' || raw === '0') return false;
   throw new ConfigError(name, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+const EXPLORER_KINDS: readonly ExplorerKind[] = ['graphiql', 'sandbox', 'off'];
+
+function explorer(env: Env, nodeEnv: NodeEnv): ExplorerKind {
+  const raw = optional(env, 'GRAPHQL_EXPLORER');
+  // The boolean values of earlier versions keep working: true is the default explorer.
+  if (raw !== undefined && ['true', '1', 'false', '0'].includes(raw)) return boolean(env, 'GRAPHQL_EXPLORER', false) ? 'graphiql' : 'off';
+  return oneOf(env, 'GRAPHQL_EXPLORER', EXPLORER_KINDS, nodeEnv === 'production' ? 'off' : 'graphiql');
 }
 
 function origins(env: Env): string[] {

@@ -95,7 +95,8 @@ async function main(): Promise<void> {
     stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger, (deleted) =>
       metrics.recordsPurged.inc(deleted),
     );
-    const token = await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
+    // A production configuration never mints a token: the development one exists for the explorer and the banner.
+    const token = config.nodeEnv === 'production' ? undefined : await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
     app = await buildApp({ config, orm, logger, metrics, sandbox: { token, exampleProductId: example?.id } });
     await app.listen({ port: config.port, host: config.host });

@@ -35,7 +35,7 @@ describe('loadConfig', () => {
           shutdownGraceMs: 10_000,
           mutationsPerMinute: 600,
           corsOrigins: [],
-          explorer: true,
+          explorer: 'graphiql',
           metricsToken: undefined,
         },
         statementTimeoutMs: 15_000,
@@ -127,7 +127,7 @@ describe('loadConfig', () => {
           shutdownGraceMs: 2000,
           mutationsPerMinute: 30,
           corsOrigins: ['https://shop.example.com', 'http://localhost:3000'],
-          explorer: true,
+          explorer: 'graphiql',
           metricsToken: 'scrape-token-0123456789abcdef',
         },
         statementTimeoutMs: 4000,
@@ -258,13 +258,16 @@ describe('loadConfig', () => {
   });
 
   describe('http hardening', () => {
-    it('turns the explorer off by default in production and lets GRAPHQL_EXPLORER turn it on', () => {
-      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).http.explorer).toBe(false);
-      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'true' }, CWD).http.explorer).toBe(true);
-      expect(loadConfig({ GRAPHQL_EXPLORER: 'false' }, CWD).http.explorer).toBe(false);
+    it('serves GraphiQL by default outside production, nothing in production, and lets GRAPHQL_EXPLORER choose', () => {
+      expect(loadConfig({}, CWD).http.explorer).toBe('graphiql');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET }, CWD).http.explorer).toBe('off');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'sandbox' }, CWD).http.explorer).toBe('sandbox');
+      expect(loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, GRAPHQL_EXPLORER: 'true' }, CWD).http.explorer).toBe('graphiql');
+      expect(loadConfig({ GRAPHQL_EXPLORER: 'false' }, CWD).http.explorer).toBe('off');
+      expect(loadConfig({ GRAPHQL_EXPLORER: 'off' }, CWD).http.explorer).toBe('off');
     });
 
-    it('rejects a GRAPHQL_EXPLORER that is not a boolean', () => {
+    it('rejects a GRAPHQL_EXPLORER that is not graphiql, sandbox, off or a boolean', () => {
       expect(configError({ GRAPHQL_EXPLORER: 'yes' }).variable).toBe('GRAPHQL_EXPLORER');
     });
 

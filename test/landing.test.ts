@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from '../src/http/app';
-import type { SandboxOptions } from '../src/http/sandbox';
+import type { SandboxOptions } from '../src/http/explorer';
 import { type GraphQLResponse, startTestServer, type TestServer } from './support/server';
 
 const PRODUCTION_SECRET = 'production-secret-for-tests-0123456789abcd';
@@ -13,6 +13,8 @@ interface SandboxConfig {
     headers: Record<string, string>;
   };
 }
+
+type ExplorerKind = 'graphiql' | 'sandbox';
 
 interface Page {
   status: number;
@@ -26,12 +28,17 @@ async function landingPage(url: string): Promise<Page> {
   return { status: response.status, contentType: response.headers.get('content-type') ?? '', body: await response.text() };
 }
 
-/** The configuration the page hands to Apollo's embeddable Sandbox. */
+/** What the page opens with: the configuration handed to Apollo's embeddable Sandbox, or to GraphiQL. */
 function sandboxConfig(html: string): SandboxConfig {
-  const json = /var embeddedSandboxConfig = (\{.*\});/.exec(html)?.[1];
-  if (json === undefined) throw new Error(`no embedded Sandbox configuration in the page:\n${html.slice(0, 500)}`);
-  return JSON.parse(json) as SandboxConfig;
+  const sandbox = /var embeddedSandboxConfig = (\{.*\});/.exec(html)?.[1];
+  if (sandbox !== undefined) return JSON.parse(sandbox) as SandboxConfig;
+  const graphiql = /<script id="explorer-config" type="application\/json">(.*?)<\/script>/.exec(html)?.[1];
+  if (graphiql === undefined) throw new Error(`no explorer configuration in the page:\n${html.slice(0, 500)}`);
+  return { initialState: JSON.parse(graphiql) as SandboxConfig['initialState'] };
 }
+
+/** The marker each explorer's page carries. */
+const PAGE_MARKER: Record<ExplorerKind, string> = { sandbox: 'embeddable-sandbox', graphiql: 'id="graphiql"' };
 
 async function post<T>(url: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<GraphQLResponse<T>> {
   const response = await fetch(url, {
@@ -58,7 +65,7 @@ async function firstProductId(server: TestServer): Promise<string> {
   return id;
 }
 
-describe('landing page in development', () => {
+describe.each<ExplorerKind>(['graphiql', 'sandbox'])('landing page in development (GRAPHQL_EXPLORER=%s)', (kind) => {
   let server: TestServer;
   let app: FastifyInstance;
   let url: string;
@@ -66,7 +73,7 @@ describe('landing page in development', () => {
   let productId: string;
 
   beforeAll(async () => {
-    server = await startTestServer({ env: { NODE_ENV: 'development' } });
+    server = await startTestServer({ env: { NODE_ENV: 'development', GRAPHQL_EXPLORER: kind } });
     token = await server.token('dev-user');
     productId = await firstProductId(server);
     ({ app, url } = await startAppWithSandbox(server, { token, exampleProductId: productId }));
@@ -76,15 +83,15 @@ describe('landing page in development', () => {
     await server?.close();
   });
 
-  it('serves the Apollo Sandbox to a browser on GET /graphql', async () => {
+  it('serves the explorer to a browser on GET /graphql', async () => {
     const page = await landingPage(server.url);
     expect(page.status).toBe(200);
     expect(page.contentType).toMatch(/^text\/html/);
-    expect(page.body).toContain('embeddable-sandbox');
+    expect(page.body).toContain(PAGE_MARKER[kind]);
     expect(sandboxConfig(page.body).initialState.document).toContain('createOrder(');
   });
 
-  it('opens the Sandbox on a createOrder example with a development bearer token that authenticates', async () => {
+  it('opens on a createOrder example with a development bearer token that authenticates', async () => {
     const page = await landingPage(url);
     expect(page.status).toBe(200);
     const { initialState } = sandboxConfig(page.body);
@@ -160,6 +167,7 @@ describe('landing page in production', () => {
 
   beforeAll(async () => {
     server = await startTestServer({ env: { NODE_ENV: 'production', JWT_SECRET: PRODUCTION_SECRET } });
+    expect(server.config.http.explorer).toBe('off');
     token = await server.token('dev-user');
     ({ app, url } = await startAppWithSandbox(server, { token, exampleProductId: await firstProductId(server) }));
   });
@@ -184,6 +192,31 @@ describe('landing page in production', () => {
     const result = await server.gql('{ __schema { types { name } } }');
     expect(result.body.data).toBeUndefined();
     expect(result.body.errors?.[0]?.extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+  });
+});
+
+describe.each<ExplorerKind>(['graphiql', 'sandbox'])('GRAPHQL_EXPLORER=%s with a production configuration', (kind) => {
+  let server: TestServer;
+  let app: FastifyInstance;
+  let url: string;
+  let token: string;
+
+  beforeAll(async () => {
+    server = await startTestServer({ env: { NODE_ENV: 'production', JWT_SECRET: PRODUCTION_SECRET, GRAPHQL_EXPLORER: kind } });
+    token = await server.token('dev-user');
+    ({ app, url } = await startAppWithSandbox(server, { token, exampleProductId: await firstProductId(server) }));
+  });
+  afterAll(async () => {
+    await app?.close();
+    await server?.close();
+  });
+
+  it('serves the explorer with its Idempotency-Key header but never a token, even when one is handed in', async () => {
+    const page = await landingPage(url);
+    expect(page.body).toContain(PAGE_MARKER[kind]);
+    expect(page.body).not.toContain(token);
+    const { initialState } = sandboxConfig(page.body);
+    expect(Object.keys(initialState.headers)).toEqual(['Idempotency-Key']);
   });
 });
 

@@ -1,6 +1,6 @@
 import { hkdfSync } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
@@ -23,12 +23,12 @@ import { requestLogPlugin } from '../observability/request-log.plugin';
 import { safeError, safeRequest } from '../observability/serializers';
 import { ormMetricsSources } from '../observability/sources';
 import { createContext } from './context';
+import { explorerLandingPage, registerExplorerAssets, type SandboxOptions } from './explorer';
 import { registerGraphQLRoute } from './graphql.route';
 import { registerGraphQLOverHttp } from './graphql-over-http';
 import { registerHealthRoutes } from './health.routes';
 import { registerMetricsRoute } from './metrics.routes';
 import { mutationRateLimitRouteConfig, registerMutationRateLimit } from './rate-limit';
-import { type SandboxOptions, sandboxLandingPage } from './sandbox';
 import { registerSecurity, requestId } from './security';
 
 export interface AppOptions {
@@ -70,13 +70,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: requestId,
     logController: new LogController({ requestIdLogLabel: 'requestId' }),
   });
-  const explorer = config.http.explorer;
+  const explorer = config.http.explorer !== 'off';
   const metrics = options.metrics ?? new Metrics(ormMetricsSources(orm));
   const store = new IdempotencyStore();
   const idempotency = options.idempotency ?? createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver() });
   const limits = queryLimits(config.nodeEnv === 'production');
   const plugins: ApolloServerPlugin<Context>[] = [
-    explorer ? sandboxLandingPage(options.sandbox) : ApolloServerPluginLandingPageDisabled(),
+    explorerLandingPage({ ...options.sandbox, kind: config.http.explorer, production: config.nodeEnv === 'production' }),
     nulInputPlugin() as ApolloServerPlugin<Context>,
     idempotencyResponsePlugin<Context>(),
     // No field sets cache hints; the default cache-control plugin would still visit every field.
@@ -97,7 +97,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // reads the query text; clients here send full documents.
     persistedQueries: false,
     formatError,
-    csrfPrevention: true,
+    // Callers authenticate with a bearer token, never a cookie: a cross-site request carries no
+    // credential, so there is no request forgery to prevent, and urql's default GET queries work.
+    csrfPrevention: false,
     // Shutdown order is owned by main.ts: HTTP drains first, then the pool, then the database.
     stopOnTerminationSignals: false,
   });
@@ -107,6 +109,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const tokens = { secret: config.jwtSecret, maxLifetimeSeconds: config.jwtMaxLifetimeSeconds };
   await registerMutationRateLimit(app, config.http.mutationsPerMinute, tokens);
   registerGraphQLOverHttp(app, { landingPage: explorer });
+  registerExplorerAssets(app, config.http.explorer);
   registerGraphQLRoute(app, apollo, {
     context: (request) => createContext(request, orm, tokens, idempotency),
     timeoutMs: config.http.requestTimeoutMs,

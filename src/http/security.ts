@@ -13,7 +13,7 @@ export function requestId(request: { headers: Record<string, string | string[] |
 }
 
 export interface SecurityOptions {
-  /** The Sandbox page is served: its scripts and styles come from Apollo's CDN. */
+  /** An explorer page is served: the Sandbox sets its own nonce-based policy. */
   readonly explorer: boolean;
   /** Origins allowed cross-origin; `*` for any; empty for none. */
   readonly corsOrigins: readonly string[];
@@ -31,7 +31,17 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
     await app.register(cors, {
       origin: options.corsOrigins.includes('*') ? '*' : [...options.corsOrigins],
       methods: ['GET', 'POST', 'OPTIONS'],
-      allowedHeaders: ['content-type', 'authorization', 'idempotency-key', 'x-request-id', 'apollo-require-preflight'],
+      // Apollo Client adds its client awareness and operation name headers by default.
+      allowedHeaders: [
+        'content-type',
+        'authorization',
+        'idempotency-key',
+        'x-request-id',
+        'apollo-require-preflight',
+        'apollographql-client-name',
+        'apollographql-client-version',
+        'x-apollo-operation-name',
+      ],
       exposedHeaders: ['idempotent-replayed', 'x-request-id', 'retry-after'],
       maxAge: 600,
     });

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { assertObjectType, buildASTSchema, buildSchema, type GraphQLSchema, Kind, parse, print, validate, visit } from 'graphql';
-import { SANDBOX_DOCUMENT } from '../../src/http/sandbox';
+import { SANDBOX_DOCUMENT } from '../../src/http/explorer';
 import { startTestServer, type TestServer } from '../support/server';
 import {
   CancelOrderDocument,

@@ -65,13 +65,13 @@ describe('examples/retrying-client.ts through a faulty network', () => {
     expect(result.replayed).toBe(true);
     expect(result.order).toMatchObject({ status: 'PLACED', lines: [{ quantity: 2, product: { id: mug } }] });
     expect(attempts.map((report) => report.outcome)).toEqual([
-      { kind: 'retrying', code: 'NETWORK_ERROR', delayMs: expect.any(Number) },
-      { kind: 'placed', replayed: true },
+      { kind: 'retrying', reason: 'network error', delayMs: expect.any(Number) },
+      { kind: 'answered' },
     ]);
     // The first request reached the server and committed (no replay); the second was answered from its record.
     expect(proxy.requests).toEqual([
-      { operation: 'createOrder', key: result.idempotencyKey, faulted: true, replayedHeader: undefined },
-      { operation: 'createOrder', key: result.idempotencyKey, faulted: false, replayedHeader: 'true' },
+      { operation: 'createOrder', key: result.idempotencyKey, faulted: true, replayedHeader: undefined, answer: expect.any(String) },
+      { operation: 'createOrder', key: result.idempotencyKey, faulted: false, replayedHeader: 'true', answer: expect.any(String) },
     ]);
   });
 
@@ -84,7 +84,45 @@ describe('examples/retrying-client.ts through a faulty network', () => {
     expect(await ordersOf(user)).toEqual([result.order.id]);
     expect(result.attempts).toBe(2);
     expect(result.replayed).toBe(false);
-    expect(attempts[0]?.outcome).toEqual({ kind: 'retrying', code: 'HTTP_503', delayMs: expect.any(Number) });
+    expect(attempts[0]?.outcome).toEqual({ kind: 'retrying', reason: 'HTTP 503', delayMs: expect.any(Number) });
+    expect(proxy.requests.map((request) => [request.key, request.faulted])).toEqual([
+      [result.idempotencyKey, true],
+      [result.idempotencyKey, false],
+    ]);
+  });
+
+  it('retries after a timeout with the same key, and gets the replay of the order the server committed meanwhile', async () => {
+    const { user, token, url, proxy, attempts, onAttempt } = await buyer('delay-past-timeout');
+    const mug = await productId('MUG-001');
+
+    const result = await placeOrderWithRetries({
+      url,
+      token,
+      input: { lines: [{ productId: mug, quantity: 1 }] },
+      onAttempt,
+      ...FAST,
+      attemptTimeoutMs: 1_000,
+    });
+
+    expect(attempts.map((report) => report.outcome)).toEqual([
+      { kind: 'retrying', reason: 'timeout', delayMs: expect.any(Number) },
+      { kind: 'answered' },
+    ]);
+    expect(result).toMatchObject({ attempts: 2, replayed: true });
+    expect(await ordersOf(user)).toEqual([result.order.id]);
+    expect(proxy.requests.map((request) => request.key)).toEqual([result.idempotencyKey, result.idempotencyKey]);
+  });
+
+  it('retries RATE_LIMITED after the Retry-After the answer carries, with the same key', async () => {
+    const { user, token, url, proxy, attempts, onAttempt } = await buyer('answer-429');
+    const mug = await productId('MUG-001');
+
+    const result = await placeOrderWithRetries({ url, token, input: { lines: [{ productId: mug, quantity: 1 }] }, onAttempt, ...FAST });
+
+    // FAST's backoff is at most 50 ms: the wait came from Retry-After (1 s).
+    expect(attempts[0]?.outcome).toEqual({ kind: 'retrying', reason: 'HTTP 429', delayMs: 1_000 });
+    expect(result).toMatchObject({ attempts: 2, replayed: false });
+    expect(await ordersOf(user)).toEqual([result.order.id]);
     expect(proxy.requests.map((request) => [request.key, request.faulted])).toEqual([
       [result.idempotencyKey, true],
       [result.idempotencyKey, false],
@@ -135,7 +173,9 @@ describe('examples/retrying-client.ts through a faulty network', () => {
 
     expect(failure).toBeInstanceOf(PlaceOrderError);
     expect(failure).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', attempts: 1, idempotencyKey: key });
-    expect(attempts).toEqual([{ attempt: 1, idempotencyKey: key, outcome: { kind: 'failed', code: 'IDEMPOTENCY_KEY_REUSED' } }]);
+    expect(attempts).toEqual([
+      { attempt: 1, idempotencyKey: key, outcome: { kind: 'gave-up', reason: 'IDEMPOTENCY_KEY_REUSED is final' } },
+    ]);
     expect(proxy.requests).toHaveLength(2);
     expect(await ordersOf(user)).toEqual([first.order.id]);
   });
@@ -159,7 +199,7 @@ describe('examples/retrying-client.ts through a faulty network', () => {
 
     expect(failure).toBeInstanceOf(PlaceOrderError);
     expect(failure).toMatchObject({ code: 'NETWORK_ERROR', attempts: 3 });
-    expect(attempts.map((report) => report.outcome.kind)).toEqual(['retrying', 'retrying', 'failed']);
+    expect(attempts.map((report) => report.outcome.kind)).toEqual(['retrying', 'retrying', 'gave-up']);
     expect(new Set(attempts.map((report) => report.idempotencyKey)).size).toBe(1);
   });
 });
@@ -218,7 +258,7 @@ describe('examples/retrying-client.ts while the first request with its key is st
     expect(original.body.errors).toBeUndefined();
     expect(result.order.id).toBe(original.body.data?.createOrder.order.id);
     expect(result).toMatchObject({ attempts: 2, replayed: true });
-    expect(attempts[0]?.outcome).toEqual({ kind: 'retrying', code: 'IDEMPOTENCY_REQUEST_IN_PROGRESS', delayMs: expect.any(Number) });
+    expect(attempts[0]?.outcome).toEqual({ kind: 'retrying', reason: 'IDEMPOTENCY_REQUEST_IN_PROGRESS', delayMs: expect.any(Number) });
     // FAST's backoff is at most 50 ms: the wait came from the server's retryAfterSeconds (at least 1 s).
     expect(attempts[0]?.outcome.kind === 'retrying' && attempts[0].outcome.delayMs).toBeGreaterThanOrEqual(1000);
     expect(await ordersOfUser(server, user)).toEqual([result.order.id]);

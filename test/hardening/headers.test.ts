@@ -78,11 +78,11 @@ describe('security headers in development', () => {
     expectCommonSecurityHeaders(tooLarge);
   });
 
-  it('serves the Sandbox page without a default-src none policy that would block it', async () => {
+  it('serves the explorer page without a default-src none policy that would block it', async () => {
     const response = await fetch(server.url, { headers: { accept: 'text/html' } });
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toMatch(/^text\/html/);
-    expect(await response.text()).toContain('embeddable-sandbox');
+    expect(await response.text()).toContain('id="graphiql"');
     expect(response.headers.get('x-content-type-options')).toBe('nosniff');
     expect(directives(response.headers.get('content-security-policy')).get('default-src')).not.toBe("'none'");
   });

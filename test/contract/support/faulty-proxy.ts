@@ -6,18 +6,25 @@ import type { AddressInfo } from 'node:net';
  * - `drop-response`: forwards it, waits for the server's whole response (the order committed),
  *   then destroys the client's connection without sending a byte: a lost response.
  * - `answer-503`: answers 503 without forwarding it: a failing gateway.
+ * - `answer-429`: answers 429 with `Retry-After: 1` and a RATE_LIMITED GraphQL error without forwarding it.
+ * - `reset-mid-request`: forwards it and resets the client's connection (TCP RST) while the server
+ *   is still working on it.
+ * - `delay-past-timeout`: forwards it, holds the server's whole response until the client has
+ *   given up waiting and closed the connection, and never sends it.
  */
-export type Fault = 'drop-response' | 'answer-503' | 'none';
+export type Fault = 'drop-response' | 'answer-503' | 'answer-429' | 'reset-mid-request' | 'delay-past-timeout' | 'none';
 
 /** One request the proxy received. */
 export interface ProxiedRequest {
   readonly operation: 'createOrder' | 'other';
-  /** The `key` variable the client sent, if any. */
+  /** The `key` variable the client sent, else its Idempotency-Key header, if any. */
   readonly key: unknown;
   /** Whether the fault was applied to this request. */
   readonly faulted: boolean;
   /** The server's `idempotent-replayed` header, when the request reached the server. */
   readonly replayedHeader?: string;
+  /** The server's response body, when the request reached the server. */
+  readonly answer?: string;
 }
 
 /** A local HTTP proxy in front of a GraphQL server that injects one real network fault. */
@@ -49,17 +56,31 @@ export async function startFaultyProxy(target: string, fault: Fault): Promise<Fa
     const operation = /\bcreateOrder\s*\(/.test(query) ? 'createOrder' : 'other';
     const faulted = operation === 'createOrder' && !faultApplied;
     if (faulted) faultApplied = true;
+    const key = variables.key ?? headerValue(request.headers['idempotency-key']);
 
     if (faulted && fault === 'answer-503') {
-      requests.push({ operation, key: variables.key, faulted });
+      requests.push({ operation, key, faulted });
       response.writeHead(503, { 'content-type': 'text/plain' }).end('upstream unavailable');
       return;
     }
-    const answer = await forward(upstream, request, body);
+    if (faulted && fault === 'answer-429') {
+      requests.push({ operation, key, faulted });
+      const error = { message: 'Rate limit exceeded; retry after 1 s', extensions: { code: 'RATE_LIMITED', retryAfterSeconds: 1 } };
+      response
+        .writeHead(429, { 'content-type': 'application/graphql-response+json', 'retry-after': '1' })
+        .end(JSON.stringify({ errors: [error] }));
+      return;
+    }
+    const clientGone = new Promise<void>((resolve) => request.socket.once('close', () => resolve()));
+    const answering = forward(upstream, request, body);
+    // The server has the request (it is forwarded whole); the client's connection is reset under it.
+    if (faulted && fault === 'reset-mid-request') request.socket.resetAndDestroy();
+    const answer = await answering;
     const replayedHeader = headerValue(answer.headers['idempotent-replayed']);
-    requests.push({ operation, key: variables.key, faulted, replayedHeader });
+    requests.push({ operation, key, faulted, replayedHeader, answer: answer.body.toString('utf8') });
     if (faulted) {
       // The server committed and answered; the client never hears of it.
+      if (fault === 'delay-past-timeout') await clientGone;
       request.socket.destroy();
       return;
     }
