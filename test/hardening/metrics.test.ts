@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { withClient } from '../support/database';
-import { closeOrderGate } from '../support/gate';
+import { closeGate } from '../support/gate';
 import { parseMetrics, scrape } from '../support/metrics';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
@@ -147,7 +147,7 @@ describe('metrics', () => {
     const key = randomUUID();
     const productId = products[2];
     const before = await scrape(server);
-    const gate = await closeOrderGate(server.databaseUrl);
+    const gate = await closeGate(server.databaseUrl);
     let answers: GraphQLResponse<Created>[];
     const tookSeconds: number[] = [];
     try {
@@ -276,7 +276,7 @@ describe('metrics of waits and expiry', () => {
       server.gql<Created>(CREATE, { input: { lines: [{ productId: products[0], quantity: 1 }] }, key }, { token, autoKey: false });
     const before = await scrape(server);
     // The first request stays inside its transaction until both duplicates have answered.
-    const gate = await closeOrderGate(server.databaseUrl);
+    const gate = await closeGate(server.databaseUrl);
     let tookSeconds = 0;
     try {
       const first = send();

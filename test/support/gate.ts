@@ -2,12 +2,12 @@ import { Client } from 'pg';
 import { withClient } from './database';
 
 /**
- * A gate inside the business writes of an order: while it is closed, a transaction inserting
- * into `orders` stays in its trigger, polling the gate, with every lock it took so far held.
+ * A gate inside the writes of an order: while it is closed, a transaction reaching it stays in
+ * a trigger, polling the gate, with every lock it took and every row it wrote so far held.
  * Unlike a row lock held by the test, this wait is no lock wait, so neither `lock_timeout` nor
  * anything but the test ends it: the test decides, on an event, when the first request may go on.
  */
-export interface OrderGate {
+export interface Gate {
   /** Resolves once `count` transactions (default 1) stand at the gate (polled in pg_stat_activity). */
   untilWaiting(count?: number): Promise<void>;
   /** Lets every transaction at the gate, and every later one, through. */
@@ -20,27 +20,39 @@ export interface OrderGate {
 const POLL_MS = 10;
 const WAIT_LIMIT_MS = 15_000;
 
-/** Installs a closed gate on the `orders` table of the database (one per database at a time). */
-export async function closeOrderGate(databaseUrl: string): Promise<OrderGate> {
+/** Where a gate stands: before the order row is written, or before the idempotency record is (after the order). */
+export type GatePoint = 'before-order' | 'before-record';
+
+const TRIGGERS: Record<GatePoint, string> = {
+  'before-order': 'create trigger test_gate before insert on orders for each row execute function test_gate_wait()',
+  'before-record': 'create trigger test_gate before insert on idempotency_records for each row execute function test_gate_wait()',
+};
+const DROP_TRIGGER: Record<GatePoint, string> = {
+  'before-order': 'drop trigger test_gate on orders',
+  'before-record': 'drop trigger test_gate on idempotency_records',
+};
+
+/** Installs a closed gate at `point` in the database (one gate per database at a time). */
+export async function closeGate(databaseUrl: string, point: GatePoint = 'before-order'): Promise<Gate> {
   await withClient(databaseUrl, async (client) => {
-    await client.query('create table test_order_gate (open boolean not null)');
-    await client.query('insert into test_order_gate values (false)');
+    await client.query('create table test_gate (open boolean not null)');
+    await client.query('insert into test_gate values (false)');
     // Each loop's select sees the latest committed gate (read committed: one snapshot per statement).
-    await client.query(`create function test_order_gate_wait() returns trigger language plpgsql as $$
+    await client.query(`create function test_gate_wait() returns trigger language plpgsql as $$
       begin
-        while not (select open from test_order_gate) loop
+        while not (select open from test_gate) loop
           perform pg_sleep(0.01);
         end loop;
         return new;
       end $$`);
-    await client.query('create trigger test_order_gate before insert on orders for each row execute function test_order_gate_wait()');
+    await client.query(TRIGGERS[point]);
   });
   const client = new Client({ connectionString: databaseUrl });
   await client.connect();
   let removed = false;
 
   const open = async () => {
-    await client.query('update test_order_gate set open = true');
+    await client.query('update test_gate set open = true');
   };
   return {
     untilWaiting: async (count = 1) => {
@@ -51,7 +63,7 @@ export async function closeOrderGate(databaseUrl: string): Promise<OrderGate> {
             where datname = current_database() and wait_event = 'PgSleep' and pid <> pg_backend_pid()`,
         );
         if (rows[0]!.waiting >= count) return;
-        if (Date.now() > deadline) throw new Error(`${rows[0]!.waiting} of ${count} transactions reached the order gate`);
+        if (Date.now() > deadline) throw new Error(`${rows[0]!.waiting} of ${count} transactions reached the gate`);
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       }
     },
@@ -60,9 +72,9 @@ export async function closeOrderGate(databaseUrl: string): Promise<OrderGate> {
       if (removed) return;
       removed = true;
       await open();
-      await client.query('drop trigger test_order_gate on orders');
-      await client.query('drop function test_order_gate_wait()');
-      await client.query('drop table test_order_gate');
+      await client.query(DROP_TRIGGER[point]);
+      await client.query('drop function test_gate_wait()');
+      await client.query('drop table test_gate');
       await client.end();
     },
   };
