@@ -44,6 +44,21 @@ async function productIds(server: TestServer): Promise<string[]> {
   });
 }
 
+/** Resolves once the record of `key` has expired by the database's clock (polled). */
+async function untilExpired(server: TestServer, key: string): Promise<void> {
+  for (;;) {
+    const expired = await withClient(server.databaseUrl, async (client) => {
+      const { rows } = await client.query<{ expired: boolean }>(
+        'select expires_at <= now() as expired from idempotency_records where key = $1',
+        [key],
+      );
+      return rows[0]?.expired === true;
+    });
+    if (expired) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 /** Resolves once `count` more requests have reached the server with their whole body. */
 function requestsArrived(server: TestServer, count: number): Promise<void> {
   return new Promise((resolve) => {
@@ -310,7 +325,8 @@ describe('metrics of waits and expiry', () => {
       server.gql<Created>(CREATE, { input: { lines: [{ productId: products[3], quantity: 1 }] }, key }, { token, autoKey: false });
     const first = await send();
     expect(first.body.errors).toBeUndefined();
-    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    // Until the database's clock, which set expires_at, has passed it.
+    await untilExpired(server, key);
     const moved = await outcomesDuring(server, async () => {
       const again = await send();
       expect(again.body.errors).toBeUndefined();
