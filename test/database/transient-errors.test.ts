@@ -7,6 +7,7 @@ import { migrate, openOrm } from '../../src/database/orm';
 import { seedCatalog } from '../../src/database/seed';
 import { isTransientDatabaseError } from '../../src/database/transient';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { untilLockWaiters } from '../support/sessions';
 
 // The classification behind SERVICE_UNAVAILABLE (retry with the same key) versus a masked
 // internal error, fed with errors a real PostgreSQL raised: as node-postgres reports them, and
@@ -40,20 +41,6 @@ async function connect(): Promise<Client> {
   return client;
 }
 
-/** Resolves once another session waits for a lock. */
-async function untilSomeoneWaits(observer: Client): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const { rows } = await observer.query<{ waiting: number }>(
-      `select count(*)::int as waiting from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-    );
-    if (rows[0]!.waiting > 0) return;
-    if (Date.now() > deadline) throw new Error('no session waited for the lock');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** How a session under test locks a product row, and reads, in its transaction. */
 interface Victim {
   begin(): Promise<unknown>;
@@ -82,7 +69,7 @@ async function deadlock(victim: Victim): Promise<unknown> {
     await victim.begin();
     await victim.lock(first);
     const blocked = errorOf(victim.lock(second));
-    await untilSomeoneWaits(other);
+    await untilLockWaiters(other);
     const otherLocked = other.query('select id from products where id = $1 for update', [first]);
     const error = await blocked;
     await victim.end();
@@ -104,7 +91,7 @@ async function serializationFailure(victim: Victim): Promise<unknown> {
     await victim.begin();
     await victim.read();
     const blocked = errorOf(victim.lock(first));
-    await untilSomeoneWaits(other);
+    await untilLockWaiters(other);
     await other.query('update products set stock = stock where id = $1', [first]);
     await other.query('commit');
     const error = await blocked;

@@ -1,6 +1,7 @@
 import { Client } from 'pg';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
+import { untilLockWaiters } from '../support/sessions';
 
 // docs/idempotency.md, Guarantees: "If the first attempt failed for a transient reason (...
 // deadlock, serialization failure ...), nothing is stored and a retry with the same key executes
@@ -28,21 +29,6 @@ async function holdings(databaseUrl: string, user: string, products: string[]) {
       stock: rows.map((row) => row.stock),
     };
   });
-}
-
-/** Resolves once exactly one session of another client waits for a lock: the server's transaction. */
-async function untilServerWaits(observer: Client): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const { rows } = await observer.query(
-      `select pid from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-    );
-    if (rows.length === 1) return;
-    if (rows.length > 1) throw new Error(`${rows.length} sessions wait for a lock; expected the server's one`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  throw new Error("the server's transaction never waited for the held lock");
 }
 
 function expectRetryableAndClean(response: GraphQLResponse<Created>): void {
@@ -98,7 +84,7 @@ describe('a deadlock in the first execution', () => {
       await other.query("set local deadlock_timeout = '10min'");
       await other.query('select id from products where id = $1 for update', [second]);
       const answer = server.gql<Created>(CREATE, { input, key: 'deadlock-key' }, { token, autoKey: false });
-      await untilServerWaits(observer);
+      await untilLockWaiters(observer);
       const otherLocked = other.query('select id from products where id = $1 for update', [first]);
 
       expectRetryableAndClean(await answer);
@@ -180,7 +166,7 @@ describe('a serialization failure in the first execution', () => {
       await other.query('begin');
       await other.query('select id from products where id = $1 for update', [product]);
       const answer = server.gql<Created>(CREATE, { input, key: 'serialization-key' }, { token, autoKey: false });
-      await untilServerWaits(other);
+      await untilLockWaiters(other);
       await other.query('update products set stock = stock where id = $1', [product]);
       await other.query('commit');
 

@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { Client } from 'pg';
 import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
-import { createTestDatabase, dropTestDatabase } from '../support/database';
+import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { untilLockWaiters } from '../support/sessions';
 import {
   type CreateOrderResponse,
   createOrder,
@@ -10,7 +11,6 @@ import {
   orderIdOf,
   productId,
   sleep,
-  sql,
   untilNoOtherConnections,
 } from './orders-client';
 
@@ -52,18 +52,8 @@ async function lockProduct(databaseUrl: string, id: string): Promise<HeldLock> {
 }
 
 /** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
-async function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const [row] = await sql<{ waiting: number }>(
-      databaseUrl,
-      `select count(*)::int as waiting from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-    );
-    if (row!.waiting > 0) return;
-    if (Date.now() > deadline) throw new Error('no session started waiting on the held product lock');
-    await sleep(25);
-  }
+function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
+  return withClient(databaseUrl, (client) => untilLockWaiters(client));
 }
 
 /** Resolves once a new TCP connection to `port` on 127.0.0.1 is refused (polled). */
