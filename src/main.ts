@@ -113,6 +113,9 @@ async function main(): Promise<void> {
   }
 }
 
+/** How often the drain closes connections that went idle. */
+const IDLE_SWEEP_MS = 100;
+
 /**
  * Stops accepting connections and lets in-flight requests finish; after `graceMs` the
  * remaining connections are cut so shutdown stays bounded.
@@ -123,10 +126,14 @@ async function closeWithin(app: FastifyInstance | undefined, graceMs: number, lo
     logger.warn({ graceMs }, 'grace period over: closing remaining connections');
     app.server.closeAllConnections();
   }, graceMs);
+  // A keep-alive connection whose request finishes during the drain would otherwise stay open,
+  // holding the exit back until the grace period ends.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
   try {
     await app.close();
   } finally {
     clearTimeout(timer);
+    clearInterval(sweep);
   }
 }
 
