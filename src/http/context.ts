@@ -4,7 +4,7 @@ import { GraphQLError } from 'graphql';
 import { bearerToken, type Viewer, verifyToken } from '../auth/token';
 import { AppError } from '../errors';
 import { type Context, createLoaders } from '../graphql/context';
-import { type IdempotencyHandler, IdempotencyRequest } from '../idempotency';
+import type { Idempotency } from '../idempotency';
 
 const viewers = new WeakMap<FastifyRequest, Promise<Viewer | null>>();
 
@@ -25,12 +25,7 @@ export function authenticate(request: FastifyRequest, secret: string): Promise<V
 }
 
 /** Builds the per-request GraphQL context: viewer, EntityManager fork, loaders, idempotency state. */
-export async function createContext(
-  request: FastifyRequest,
-  orm: MikroORM,
-  secret: string,
-  idempotency: IdempotencyHandler,
-): Promise<Context> {
+export async function createContext(request: FastifyRequest, orm: MikroORM, secret: string, idempotency: Idempotency): Promise<Context> {
   let viewer: Viewer | null;
   try {
     viewer = await authenticate(request, secret);
@@ -47,12 +42,7 @@ export async function createContext(
     loaders: createLoaders(em),
     headers: request.headers as Record<string, string | undefined>,
     log: request.log,
-    idempotency: new IdempotencyRequest(
-      idempotency,
-      viewer?.id ?? null,
-      headerValue(request.headers['idempotency-key']),
-      viewer ? [...viewer.roles].sort().join(',') : '',
-    ),
+    idempotency: idempotency.request(viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
   };
 }
 
