@@ -33,31 +33,26 @@ export class IdempotencyError extends Error {
   }
 }
 
-export function keyMissing(operation: string): IdempotencyError {
-  return new IdempotencyError(
+export const keyMissing = (operation: string) =>
+  new IdempotencyError(
     IdempotencyErrorCode.KeyMissing,
     `${operation} is idempotent: pass an idempotencyKey argument or an Idempotency-Key header`,
   );
-}
 
-export function keyInvalid(message: string): IdempotencyError {
-  return new IdempotencyError(IdempotencyErrorCode.KeyInvalid, message);
-}
+export const keyInvalid = (message: string) => new IdempotencyError(IdempotencyErrorCode.KeyInvalid, message);
 
-export function keyReused(key: string): IdempotencyError {
-  return new IdempotencyError(
+export const keyReused = (key: string) =>
+  new IdempotencyError(
     IdempotencyErrorCode.KeyReused,
     `Idempotency key ${key} was already used with a different operation or arguments; use a new key for a new request`,
   );
-}
 
-export function requestInProgress(key: string, retryAfterSeconds: number): IdempotencyError {
-  return new IdempotencyError(
+export const requestInProgress = (key: string, retryAfterSeconds: number) =>
+  new IdempotencyError(
     IdempotencyErrorCode.RequestInProgress,
     `A request with idempotency key ${key} is still in progress; retry with the same key`,
     { retryAfterSeconds },
   );
-}
 
 /** Retrying cannot help: the record stays as it is until it expires, and is never re-executed. */
 export function recordUnreadable(key: string, marker: IdempotencyMarker): IdempotencyError {

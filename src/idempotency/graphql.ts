@@ -12,8 +12,9 @@ import {
 } from 'graphql';
 import { Arg, Ctx, createMethodMiddlewareDecorator, Directive, Field, ObjectType, Query, Resolver, registerEnumType } from 'type-graphql';
 import { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker, keyInvalid, keyMissing } from './errors';
-import { type IdempotencyHandler, ObservedOutcome } from './handler';
+import type { IdempotencyHandler } from './handler';
 import { IDEMPOTENCY_KEY_ARG, IdempotencyKeyScalar, validateKey } from './key';
+import { ObservedOutcome } from './observer';
 import { PostgresRecordStore } from './postgres.store';
 import { Outcome } from './store';
 

@@ -3,29 +3,8 @@ import { ExpiringLruCache } from './cache';
 import { type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
 import { IdempotencyError, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
 import { fingerprint } from './fingerprint';
+import { type IdempotencyObserver, ObservedOutcome } from './observer';
 import { type NewRecord, Outcome, type RecordStore, type StoredRecord } from './store';
-
-/** What happened to one idempotent call, as reported to an {@link IdempotencyObserver}. */
-export const ObservedOutcome = {
-  Executed: 'executed',
-  ExpiredReexecuted: 'expired_reexecuted',
-  FailureStored: 'failure_stored',
-  Replayed: 'replayed',
-  ReusedRejected: 'reused_rejected',
-  InProgressRejected: 'in_progress_rejected',
-  MissingKey: 'missing_key',
-  InvalidKey: 'invalid_key',
-} as const;
-export type ObservedOutcome = (typeof ObservedOutcome)[keyof typeof ObservedOutcome];
-
-/** Receives the engine's measurements (metrics live outside the engine). */
-export interface IdempotencyObserver {
-  outcome(operation: string, outcome: ObservedOutcome): void;
-  /** Seconds a duplicate spent waiting for the first request with its key. */
-  waited(seconds: number): void;
-  /** Seconds the engine added around the mutation itself. */
-  overhead(operation: string, seconds: number): void;
-}
 
 /** A domain failure of a mutation: deterministic, so it is stored and replayed like a payload. */
 export interface DomainFailure {

@@ -3,15 +3,17 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { GraphQLDirective } from 'graphql';
 import { ResultCodec } from './codec';
 import { type IdempotencyContext, IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
-import { type DomainFailure, IdempotencyHandler, type IdempotencyObserver } from './handler';
+import { type DomainFailure, IdempotencyHandler } from './handler';
+import type { IdempotencyObserver } from './observer';
 import { PostgresRecordStore } from './postgres.store';
 import { type PurgeOptions, purgeExpired, startPurgeJob } from './purge';
 import { IdempotencyRecord } from './record.entity';
 
 export { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker } from './errors';
 export { type IdempotencyContext, IdempotencyRequest, Idempotent, REPLAYED_HEADER } from './graphql';
-export { type DomainFailure, type IdempotencyObserver, ObservedOutcome } from './handler';
+export type { DomainFailure } from './handler';
 export { IdempotencyKeyArg } from './key';
+export { type IdempotencyObserver, ObservedOutcome } from './observer';
 export { IdempotencyRecord } from './record.entity';
 
 export interface IdempotencyOptions {

@@ -1,16 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { NewRecord, Outcome, PurgedBatch, RecordStore, StoredRecord, WriteResult } from './store';
-
-interface Row {
-  operation: string;
-  fingerprint: Buffer;
-  outcome: Outcome;
-  format: number;
-  key_id: string | null;
-  result: Buffer;
-  created_at: Date;
-  expires_at: Date;
-}
+import type { NewRecord, PurgedBatch, RecordStore, StoredRecord, WriteResult } from './store';
 
 /** PostgreSQL `lock_not_available`: lock_timeout ended a wait. */
 const LOCK_NOT_AVAILABLE = '55P03';
@@ -18,12 +7,13 @@ const LOCK_NOT_AVAILABLE = '55P03';
 /** The records in PostgreSQL's `idempotency_records`, through MikroORM with bound parameters. */
 export class PostgresRecordStore implements RecordStore<EntityManager> {
   async find(em: EntityManager, scope: string, key: string): Promise<StoredRecord | null> {
-    const [row] = await em.execute<Row[]>(
-      `select operation, fingerprint, outcome, format, key_id, result, created_at, expires_at
+    const [row] = await em.execute<Omit<StoredRecord, 'scope' | 'key'>[]>(
+      `select operation, fingerprint, outcome, format, key_id as "keyId", result, created_at as "createdAt", expires_at as "expiresAt"
          from idempotency_records where user_id = ? and key = ? and expires_at > now()`,
       [scope, key],
     );
-    return row ? toRecord(scope, key, row) : null;
+    // The driver hands timestamps over as text (forceUtcTimezone).
+    return row ? { scope, key, ...row, createdAt: new Date(row.createdAt), expiresAt: new Date(row.expiresAt) } : null;
   }
 
   async transaction<T>(em: EntityManager, waitMs: number, work: (tx: EntityManager) => Promise<{ commit: boolean; value: T }>) {
@@ -82,10 +72,8 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
   }
 
   /**
-   * Two statements: the first finds the batch's last expiry, the second deletes the range up to
-   * it. With both ends given as values the planner scans just that range of the expiry index
-   * (docs/performance.md has the measurements). Starting where the previous batch ended keeps
-   * the scans off index entries of rows already deleted.
+   * Finds the batch's last expiry, then deletes the range up to it: with both ends given as
+   * values the planner scans just that range of the expiry index (docs/performance.md).
    */
   async purge(em: EntityManager, batchSize: number, from: Date | null): Promise<PurgedBatch> {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
@@ -110,19 +98,4 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
     );
     return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last) : null };
   }
-}
-
-function toRecord(scope: string, key: string, row: Row): StoredRecord {
-  return {
-    scope,
-    key,
-    operation: row.operation,
-    fingerprint: row.fingerprint,
-    outcome: row.outcome,
-    format: row.format,
-    keyId: row.key_id,
-    result: row.result,
-    createdAt: new Date(row.created_at),
-    expiresAt: new Date(row.expires_at),
-  };
 }

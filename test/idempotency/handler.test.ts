@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ResultCodec } from '../../src/idempotency/codec';
 import { IdempotencyError } from '../../src/idempotency/errors';
-import { type Execution, IdempotencyHandler, type IdempotencyObserver, type ObservedOutcome } from '../../src/idempotency/handler';
+import { type Execution, IdempotencyHandler } from '../../src/idempotency/handler';
+import type { IdempotencyObserver, ObservedOutcome } from '../../src/idempotency/observer';
 import { Outcome } from '../../src/idempotency/store';
 import { MemoryRecordStore, type MemoryTx } from './memory-store';
 
