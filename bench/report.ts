@@ -177,7 +177,7 @@ export async function report(run: RunReport): Promise<void> {
     Section.Latest,
     body,
     `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections × ${run.rounds} rounds): ` +
-      `first/baseline ${key('first / baseline')}, replay/first ${key('replay / first')}, replay/floor ${key('replay / floor')}, ` +
+      `first/baseline ${key('first / baseline')}, replay/floor ${key('replay / floor')}, replay-db/first ${key('replay-db / first')}, ` +
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
       `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${targets.length} checks pass`,
   );

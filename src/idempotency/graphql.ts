@@ -19,7 +19,7 @@ import { PostgresRecordStore } from './postgres.store';
 import { Outcome } from './store';
 
 /** Header set when any field of the response was replayed from a stored outcome. */
-export const REPLAYED_HEADER = 'idempotent-replayed';
+const REPLAYED_HEADER = 'idempotent-replayed';
 
 /** Idempotency state of one request: the engine, who is asking, the header and the markers. */
 export class IdempotencyRequest {

@@ -2,7 +2,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache } from './cache';
 import { type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
 import { IdempotencyError, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
-import { fingerprint } from './fingerprint';
+import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
 import { type NewRecord, Outcome, type RecordStore, type StoredRecord } from './store';
 
@@ -80,18 +80,18 @@ export class IdempotencyHandler<Db> {
   /** Executes once per (scope, key), or replays; throws the stored or replayed failure. */
   async execute(execution: Execution<Db>): Promise<Completed> {
     const started = performance.now();
-    const print = fingerprint(execution.operation, execution.args);
+    const fingerprint = fingerprintOf(execution.operation, execution.args);
     const id = `${execution.scope}\u0000${execution.key}`;
     const deadline = Date.now() + this.options.waitMs;
     try {
-      for (let running = this.inFlight.get(id); running; running = this.inFlight.get(id)) {
+      for (;;) {
         const cached = this.cache.get(id);
-        if (cached) return this.answer({ kind: 'found', record: cached }, execution, print);
+        if (cached) return this.answer({ kind: 'found', record: cached }, execution, fingerprint);
+        const running = this.inFlight.get(id);
+        if (!running) break;
         await this.waitFor(running, deadline, execution.key);
       }
-      const cached = this.cache.get(id);
-      if (cached) return this.answer({ kind: 'found', record: cached }, execution, print);
-      const attempt = this.attempt(execution, print);
+      const attempt = this.attempt(execution, fingerprint);
       this.inFlight.set(
         id,
         attempt.then(
@@ -102,33 +102,35 @@ export class IdempotencyHandler<Db> {
       const { outcome, mutationMs } = await attempt.finally(() => this.inFlight.delete(id));
       if (outcome.kind !== 'busy') this.cache.set(id, outcome.record);
       this.observer.overhead(execution.operation, (performance.now() - started - mutationMs) / 1000);
-      return this.answer(outcome, execution, print);
+      return this.answer(outcome, execution, fingerprint);
     } catch (error) {
-      if (error instanceof IdempotencyError) this.observeRejection(execution.operation, error);
+      const code = error instanceof IdempotencyError ? error.code : undefined;
+      if (code === 'IDEMPOTENCY_KEY_REUSED') this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
+      if (code === 'IDEMPOTENCY_REQUEST_IN_PROGRESS') this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
       throw error;
     }
   }
 
   /** The live record of the key, else one execution in a transaction with its record. */
-  private async attempt(execution: Execution<Db>, print: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
+  private async attempt(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
     const { store, waitMs } = this.options;
     const found = await store.find(execution.db, execution.scope, execution.key);
     if (found) return { outcome: { kind: 'found', record: found }, mutationMs: 0 };
     const started = performance.now();
-    const ran = await store.transaction(execution.db, waitMs, (tx) => this.runAndRecord(execution, print, tx));
+    const ran = await store.transaction(execution.db, waitMs, (tx) => this.runAndRecord(execution, fingerprint, tx));
     const mutationMs = performance.now() - started;
     switch (ran.kind) {
       case 'taken':
         return { outcome: await this.winner(execution), mutationMs };
       case 'domain-failure':
-        return { outcome: await this.recordFailure(execution, print, ran.failure), mutationMs };
+        return { outcome: await this.recordFailure(execution, fingerprint, ran.failure), mutationMs };
       default:
         return { outcome: ran, mutationMs };
     }
   }
 
   /** Runs the mutation and writes its record; commits only when the record was written. */
-  private async runAndRecord(execution: Execution<Db>, print: Buffer, tx: Db): Promise<{ commit: boolean; value: Ran }> {
+  private async runAndRecord(execution: Execution<Db>, fingerprint: Buffer, tx: Db): Promise<{ commit: boolean; value: Ran }> {
     const ran = await execution.run(tx).then(
       (value) => ({ ok: true as const, json: JSON.stringify(value ?? null) }),
       (error: unknown) => {
@@ -140,16 +142,16 @@ export class IdempotencyHandler<Db> {
     // A domain failure rolls the mutation's writes back; its record is written on its own.
     if (!ran.ok) return { commit: false, value: { kind: 'domain-failure', failure: ran.failure } };
     // The payload's JSON is built once, for the record and for the answer.
-    const record = this.newRecord(execution, print, Outcome.Succeeded, `{"kind":"payload","payload":${ran.json}}`);
+    const record = this.newRecord(execution, fingerprint, Outcome.Succeeded, `{"kind":"payload","payload":${ran.json}}`);
     const written = await this.options.store.write(tx, record);
     if (written.kind !== 'written') return { commit: false, value: written };
     const value: unknown = JSON.parse(ran.json);
     return { commit: true, value: { kind: 'executed', record: written.record, value, replacedExpired: written.replacedExpired } };
   }
 
-  private async recordFailure(execution: Execution<Db>, print: Buffer, failure: DomainFailure): Promise<Attempt> {
+  private async recordFailure(execution: Execution<Db>, fingerprint: Buffer, failure: DomainFailure): Promise<Attempt> {
     const stored: StoredResult = { kind: 'error', code: failure.code, message: failure.message, details: { ...failure.details } };
-    const record = this.newRecord(execution, print, Outcome.Failed, JSON.stringify(stored));
+    const record = this.newRecord(execution, fingerprint, Outcome.Failed, JSON.stringify(stored));
     const written = await this.options.store.transaction(execution.db, this.options.waitMs, async (tx) => {
       const result = await this.options.store.write(tx, record);
       return { commit: result.kind === 'written', value: result };
@@ -172,7 +174,7 @@ export class IdempotencyHandler<Db> {
     return record ? { kind: 'found', record } : { kind: 'busy' };
   }
 
-  private answer(attempt: Attempt, execution: Execution<Db>, print: Buffer): Completed {
+  private answer(attempt: Attempt, execution: Execution<Db>, fingerprint: Buffer): Completed {
     switch (attempt.kind) {
       case 'executed':
         this.observer.outcome(execution.operation, attempt.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed);
@@ -181,7 +183,7 @@ export class IdempotencyHandler<Db> {
         this.observer.outcome(execution.operation, ObservedOutcome.FailureStored);
         throw storedFailure(attempt.failure, markerOf(attempt.record, execution, false));
       case 'found':
-        return this.replay(attempt.record, execution, print);
+        return this.replay(attempt.record, execution, fingerprint);
       case 'busy':
         throw requestInProgress(execution.key, this.retryAfterSeconds());
       default:
@@ -189,8 +191,8 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  private replay(record: StoredRecord, execution: Execution<Db>, print: Buffer): Completed {
-    if (record.operation !== execution.operation || !record.fingerprint.equals(print)) throw keyReused(execution.key);
+  private replay(record: StoredRecord, execution: Execution<Db>, fingerprint: Buffer): Completed {
+    if (record.operation !== execution.operation || !record.fingerprint.equals(fingerprint)) throw keyReused(execution.key);
     const marker = markerOf(record, execution, true);
     const result = this.decode(record, marker);
     this.observer.outcome(execution.operation, ObservedOutcome.Replayed);
@@ -234,11 +236,6 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  private observeRejection(operation: string, error: IdempotencyError): void {
-    if (error.code === 'IDEMPOTENCY_KEY_REUSED') this.observer.outcome(operation, ObservedOutcome.ReusedRejected);
-    if (error.code === 'IDEMPOTENCY_REQUEST_IN_PROGRESS') this.observer.outcome(operation, ObservedOutcome.InProgressRejected);
-  }
-
   private retryAfterSeconds(): number {
     return Math.max(1, Math.ceil(this.options.waitMs / 1000));
   }
@@ -250,8 +247,8 @@ function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): Idemp
 }
 
 /** The associated data of an encrypted result: a ciphertext copied onto another record fails. */
-function bindingOf(scope: string, key: string, print: Buffer): string {
-  return `${scope}\u0000${key}\u0000${print.toString('hex')}`;
+function bindingOf(scope: string, key: string, fingerprint: Buffer): string {
+  return `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
 }
 
 function markerOf(record: StoredRecord, execution: Pick<Execution<unknown>, 'path' | 'key'>, replayed: boolean): IdempotencyMarker {

@@ -9,9 +9,8 @@ import { PostgresRecordStore } from './postgres.store';
 import { type PurgeOptions, purgeExpired, startPurgeJob } from './purge';
 import { IdempotencyRecord } from './record.entity';
 
-export { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker } from './errors';
-export { type IdempotencyContext, IdempotencyRequest, Idempotent, REPLAYED_HEADER } from './graphql';
-export type { DomainFailure } from './handler';
+export { IdempotencyError } from './errors';
+export { type IdempotencyContext, IdempotencyRequest, Idempotent } from './graphql';
 export { IdempotencyKeyArg } from './key';
 export { type IdempotencyObserver, ObservedOutcome } from './observer';
 export { IdempotencyRecord } from './record.entity';
