@@ -1,5 +1,5 @@
 import { printSchemaWithDirectives } from '@graphql-tools/utils';
-import { type GraphQLSchema, lexicographicSortSchema } from 'graphql';
+import { type GraphQLSchema, lexicographicSortSchema, specifiedDirectives } from 'graphql';
 import { applyMiddleware, type IMiddlewareTypeMap } from 'graphql-middleware';
 import { DateTimeResolver } from 'graphql-scalars';
 import { buildSchemaSync, type ContainerType } from 'type-graphql';
@@ -33,7 +33,8 @@ export function buildBaseSchema(idempotency: Idempotency = createIdempotency()):
   };
   const schema = buildSchemaSync({
     resolvers: [...RESOLVERS, ...idempotency.resolvers],
-    directives: [...idempotency.directives],
+    // The built-in directives (@skip, @include...) stay: the option replaces the whole list.
+    directives: [...specifiedDirectives, ...idempotency.directives],
     container,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,

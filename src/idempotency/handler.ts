@@ -81,26 +81,8 @@ export class IdempotencyHandler<Db> {
   async execute(execution: Execution<Db>): Promise<Completed> {
     const started = performance.now();
     const fingerprint = fingerprintOf(execution.operation, execution.args);
-    const id = `${execution.scope}\u0000${execution.key}`;
-    const deadline = Date.now() + this.options.waitMs;
     try {
-      for (;;) {
-        const cached = this.cache.get(id);
-        if (cached) return this.answer({ kind: 'found', record: cached }, execution, fingerprint);
-        const running = this.inFlight.get(id);
-        if (!running) break;
-        await this.waitFor(running, deadline, execution.key);
-      }
-      const attempt = this.attempt(execution, fingerprint);
-      this.inFlight.set(
-        id,
-        attempt.then(
-          () => undefined,
-          () => undefined,
-        ),
-      );
-      const { outcome, mutationMs } = await attempt.finally(() => this.inFlight.delete(id));
-      if (outcome.kind !== 'busy') this.cache.set(id, outcome.record);
+      const { outcome, mutationMs } = await this.settle(execution, fingerprint);
       this.observer.overhead(execution.operation, (performance.now() - started - mutationMs) / 1000);
       return this.answer(outcome, execution, fingerprint);
     } catch (error) {
@@ -109,6 +91,30 @@ export class IdempotencyHandler<Db> {
       if (code === 'IDEMPOTENCY_REQUEST_IN_PROGRESS') this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
       throw error;
     }
+  }
+
+  /** A finished record from memory, after the first request with the key here, or from an attempt of its own. */
+  private async settle(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
+    const id = `${execution.scope}\u0000${execution.key}`;
+    const deadline = Date.now() + this.options.waitMs;
+    for (;;) {
+      const cached = this.cache.get(id);
+      if (cached) return { outcome: { kind: 'found', record: cached }, mutationMs: 0 };
+      const running = this.inFlight.get(id);
+      if (!running) break;
+      await this.waitFor(running, deadline, execution.key);
+    }
+    const attempt = this.attempt(execution, fingerprint);
+    this.inFlight.set(
+      id,
+      attempt.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+    const settled = await attempt.finally(() => this.inFlight.delete(id));
+    if (settled.outcome.kind !== 'busy') this.cache.set(id, settled.outcome.record);
+    return settled;
   }
 
   /** The live record of the key, else one execution in a transaction with its record. */
