@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache } from './cache';
 import { type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
-import { IdempotencyError, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
+import { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
 import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
 import { type NewRecord, Outcome, type RecordStore, type StoredRecord } from './store';
@@ -87,8 +87,8 @@ export class IdempotencyHandler<Db> {
       return this.answer(outcome, execution, fingerprint);
     } catch (error) {
       const code = error instanceof IdempotencyError ? error.code : undefined;
-      if (code === 'IDEMPOTENCY_KEY_REUSED') this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
-      if (code === 'IDEMPOTENCY_REQUEST_IN_PROGRESS') this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
+      if (code === IdempotencyErrorCode.KeyReused) this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
+      if (code === IdempotencyErrorCode.RequestInProgress) this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
       throw error;
     }
   }
