@@ -65,10 +65,12 @@ type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failu
  */
 export class IdempotencyHandler<Db> {
   private readonly cache: ExpiringLruCache<StoredRecord>;
+  private readonly retryAfterSeconds: number;
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
   constructor(private readonly options: HandlerOptions<Db>) {
     this.cache = new ExpiringLruCache(options.cacheSize);
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options.waitMs / 1000));
   }
 
   get observer(): IdempotencyObserver {
@@ -186,7 +188,7 @@ export class IdempotencyHandler<Db> {
       case 'found':
         return this.replay(attempt.record, execution, fingerprint);
       case 'busy':
-        throw requestInProgress(execution.key, this.retryAfterSeconds());
+        throw requestInProgress(execution.key, this.retryAfterSeconds);
       default:
         return unreachable(attempt);
     }
@@ -230,15 +232,11 @@ export class IdempotencyHandler<Db> {
     try {
       const remaining = deadline - Date.now();
       const settled = remaining > 0 && (await Promise.race([running.then(() => true), delay(remaining, false, { signal: timer.signal })]));
-      if (!settled) throw requestInProgress(key, this.retryAfterSeconds());
+      if (!settled) throw requestInProgress(key, this.retryAfterSeconds);
     } finally {
       timer.abort();
       this.observer.waited((performance.now() - started) / 1000);
     }
-  }
-
-  private retryAfterSeconds(): number {
-    return Math.max(1, Math.ceil(this.options.waitMs / 1000));
   }
 }
 
