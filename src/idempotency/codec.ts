@@ -32,6 +32,11 @@ export function keyIdOf(key: Buffer): string {
   return createHash('sha256').update('idempotency-key-id\u0000').update(key).digest('hex').slice(0, 16);
 }
 
+/** The associated data of an encrypted result: a ciphertext copied onto another record fails. */
+export function bindingOf(scope: string, key: string, fingerprint: Buffer): string {
+  return `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
+}
+
 /**
  * Encodes results as JSON, encrypted with `currentKey` when one is given. Reads plain JSON
  * and anything encrypted with the current or a previous key, so rotating a key, or turning

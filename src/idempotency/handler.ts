@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache } from './cache';
-import { type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
+import { bindingOf, type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
 import { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
 import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
@@ -28,13 +28,11 @@ export interface HandlerOptions<Db> {
 
 /** One call of an idempotent field. */
 export interface Execution<Db> {
-  /** The mutation field, e.g. `createOrder`. */
   readonly operation: string;
   /** Coerced field arguments without the key. */
   readonly args: Readonly<Record<string, unknown>>;
   /** Whose record this is (the user id). */
   readonly scope: string;
-  /** A validated key. */
   readonly key: string;
   /** Response path of the field, for the marker. */
   readonly path: readonly (string | number)[];
@@ -67,10 +65,12 @@ type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failu
  */
 export class IdempotencyHandler<Db> {
   private readonly cache: ExpiringLruCache<StoredRecord>;
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly retryAfterSeconds: number;
+  private readonly inFlight = new Map<string, Promise<unknown>>();
 
   constructor(private readonly options: HandlerOptions<Db>) {
     this.cache = new ExpiringLruCache(options.cacheSize);
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options.waitMs / 1000));
   }
 
   get observer(): IdempotencyObserver {
@@ -107,10 +107,7 @@ export class IdempotencyHandler<Db> {
     const attempt = this.attempt(execution, fingerprint);
     this.inFlight.set(
       id,
-      attempt.then(
-        () => undefined,
-        () => undefined,
-      ),
+      attempt.catch(() => undefined),
     );
     const settled = await attempt.finally(() => this.inFlight.delete(id));
     if (settled.outcome.kind !== 'busy') this.cache.set(id, settled.outcome.record);
@@ -191,7 +188,7 @@ export class IdempotencyHandler<Db> {
       case 'found':
         return this.replay(attempt.record, execution, fingerprint);
       case 'busy':
-        throw requestInProgress(execution.key, this.retryAfterSeconds());
+        throw requestInProgress(execution.key, this.retryAfterSeconds);
       default:
         return unreachable(attempt);
     }
@@ -229,32 +226,23 @@ export class IdempotencyHandler<Db> {
   }
 
   /** Waits for the first request with the key to settle, until the duplicate's deadline. */
-  private async waitFor(running: Promise<void>, deadline: number, key: string): Promise<void> {
+  private async waitFor(running: Promise<unknown>, deadline: number, key: string): Promise<void> {
     const started = performance.now();
     const timer = new AbortController();
     try {
       const remaining = deadline - Date.now();
       const settled = remaining > 0 && (await Promise.race([running.then(() => true), delay(remaining, false, { signal: timer.signal })]));
-      if (!settled) throw requestInProgress(key, this.retryAfterSeconds());
+      if (!settled) throw requestInProgress(key, this.retryAfterSeconds);
     } finally {
       timer.abort();
       this.observer.waited((performance.now() - started) / 1000);
     }
-  }
-
-  private retryAfterSeconds(): number {
-    return Math.max(1, Math.ceil(this.options.waitMs / 1000));
   }
 }
 
 /** A stored domain failure, answered with its own code; the host publishes it as it is. */
 function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): IdempotencyError {
   return new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
-}
-
-/** The associated data of an encrypted result: a ciphertext copied onto another record fails. */
-function bindingOf(scope: string, key: string, fingerprint: Buffer): string {
-  return `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
 }
 
 function markerOf(record: StoredRecord, execution: Pick<Execution<unknown>, 'path' | 'key'>, replayed: boolean): IdempotencyMarker {

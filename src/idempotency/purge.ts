@@ -1,14 +1,10 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { RecordStore } from './store';
 
-/** Rows deleted per statement: one short transaction each, so live traffic never waits long. */
-const PURGE_BATCH_SIZE = 5_000;
-
-/** Pause after each batch, as a share of the batch's time, leaving capacity to live traffic. */
-const PURGE_PAUSE_RATIO = 1.5;
-
 export interface PurgeOptions {
+  /** Rows deleted per statement: one short transaction each, so live traffic never waits long. Default 5000. */
   readonly batchSize?: number;
+  /** Pause after each batch, as a share of the batch's time, leaving capacity to live traffic. Default 1.5. */
   readonly pauseRatio?: number;
 }
 
@@ -16,7 +12,7 @@ export interface PurgeOptions {
 export async function purgeExpired(
   store: RecordStore<EntityManager>,
   em: () => EntityManager,
-  { batchSize = PURGE_BATCH_SIZE, pauseRatio = PURGE_PAUSE_RATIO }: PurgeOptions = {},
+  { batchSize = 5_000, pauseRatio = 1.5 }: PurgeOptions = {},
 ): Promise<number> {
   let total = 0;
   for (let from: Date | null = null; ; ) {
