@@ -47,7 +47,8 @@ describe('statements sent per idempotency path', () => {
     expect(engine[1]).toMatch(/^insert into idempotency_records/);
     // The record insert is the last statement: it rides with the mutation's own COMMIT.
     expect(statements.at(-1)).toBe(engine[1]);
-    expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(4);
+    // The mutation's own: products locked, order and lines inserted, stock updated, OrderPlaced appended.
+    expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(5);
   });
 
   /** The texts pg sends to the server while `work` runs, one entry per message. */
@@ -76,8 +77,9 @@ describe('statements sent per idempotency path', () => {
     expect(messages[0]).toBe(engine[0]);
     expect(messages.at(-1)).toBe(engine[1]);
     expect(messages.filter((text) => /^(begin|commit)/i.test(text))).toEqual([engine[0]]);
-    // The mutation's own statements: the products locked, the order and its lines inserted, the stock updated.
-    expect(messages).toHaveLength(6);
+    // The mutation's own statements: the products locked, the order and its lines inserted, the stock updated,
+    // its OrderPlaced event appended.
+    expect(messages).toHaveLength(7);
   });
 
   it('replays with exactly one read and no write, in a transaction rolled back', async () => {
