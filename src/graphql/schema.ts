@@ -5,12 +5,13 @@ import { buildSchemaSync, type ContainerType } from 'type-graphql';
 import { ViewerResolver } from '../auth/viewer.resolver';
 import { CatalogService } from '../catalog/catalog.service';
 import { ProductResolver } from '../catalog/product.resolver';
+import { EventResolver } from '../events';
 import { IdempotencyRecordResolver, IdempotencyStore } from '../idempotency';
 import { OrderLineResolver, OrderResolver } from '../orders/order.resolver';
 import { OrderService } from '../orders/order.service';
 import { permissions } from './permissions';
 
-const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, IdempotencyRecordResolver] as const;
+const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, IdempotencyRecordResolver, EventResolver] as const;
 
 /** The executable schema without permissions: what the SDL is printed from. */
 export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()): GraphQLSchema {
@@ -22,6 +23,7 @@ export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()
     [OrderResolver, new OrderResolver(orders)],
     [OrderLineResolver, new OrderLineResolver()],
     [IdempotencyRecordResolver, new IdempotencyRecordResolver(store)],
+    [EventResolver, new EventResolver()],
   ]);
   const container: ContainerType = {
     get: (type) => {
