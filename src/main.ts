@@ -8,6 +8,7 @@ import { type Config, ConfigError, loadConfig } from './config';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded';
 import { migrate, openOrm } from './database/orm';
 import { seedCatalog } from './database/seed';
+import { type Relay, startRelay } from './events/relay';
 import { buildApp } from './http/app';
 import { IdempotencyStore, startPurgeJob } from './idempotency';
 import { createLogger } from './observability/logger';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
   let orm: MikroORM | undefined;
   let app: FastifyInstance | undefined;
   let stopPurge: (() => Promise<void>) | undefined;
+  let relay: Relay | undefined;
   let stopping = false;
 
   const shutdown = async (signal: string, exitCode = 0) => {
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.http.shutdownGraceMs;
     try {
       await stopPurge?.();
+      await relay?.stop();
       await closeWithin(app, config.http.shutdownGraceMs, logger);
       logger.debug('http server closed');
       // A request cut by the grace period may still hold a connection (waiting on a lock or a
@@ -95,6 +98,11 @@ async function main(): Promise<void> {
     stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger, (deleted) =>
       metrics.recordsPurged.inc(deleted),
     );
+    const { natsUrl, relayBatch, relayPollMs, retentionSeconds } = config.events;
+    if (natsUrl) {
+      const options = { natsUrl, batchSize: relayBatch, pollMs: relayPollMs, retentionSeconds, logger, registry: metrics.registry };
+      relay = await startRelay(orm, options);
+    }
     const token = await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
     app = await buildApp({ config, orm, logger, metrics, sandbox: { token, exampleProductId: example?.id } });
