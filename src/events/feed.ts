@@ -19,7 +19,7 @@ interface EventRow {
   type: string;
   occurred_at: Date;
   data: Record<string, unknown>;
-  xid: string;
+  xid_text: string;
 }
 
 const MAX_XID8 = 2n ** 64n - 1n;
@@ -35,11 +35,11 @@ const MAX_BIGINT = 2n ** 63n - 1n;
 export async function readEvents(em: EntityManager, first: number, after: string | null | undefined): Promise<Page<StoredEvent>> {
   const [xid, seq] = after == null ? ['0', '0'] : parseCursor(after);
   const rows = await em.getConnection().execute<EventRow[]>(
-    `select seq, id, type, occurred_at, data, xid::text as xid
+    `select seq, id, type, occurred_at, data, xid::text as xid_text
        from outbox_events
       where xid < pg_snapshot_xmin(pg_current_snapshot())
         and (xid, seq) > (?::xid8, ?::bigint)
-      order by xid, seq
+      order by outbox_events.xid, seq
       limit ?`,
     [xid, seq, first + 1],
   );
@@ -49,7 +49,7 @@ export async function readEvents(em: EntityManager, first: number, after: string
     type: row.type,
     occurredAt: new Date(row.occurred_at),
     data: row.data,
-    xid: row.xid,
+    xid: row.xid_text,
   }));
   return { items, hasNextPage: rows.length > first };
 }
