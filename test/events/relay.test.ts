@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type NatsConnection } from 'nats';
 import { Client } from 'pg';
+import { signToken } from '../../src/auth/token';
 import { EventType, eventId } from '../../src/events';
-import { withClient } from '../support/database';
+import { postGraphQL, SPAWNED_JWT_SECRET, serverEnv, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
+import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 import { type NatsServer, startNatsServer, streamMessages } from './support/nats';
 import { startPauseProxy } from './support/pause-proxy';
@@ -178,5 +180,50 @@ describe('the JetStream relay', () => {
     const orderIds = await placeOrders(1);
     await until(async () => (await unpublished()) === 0 && (await streamExists()));
     await expectEachOrderOnce(orderIds);
+  });
+});
+
+describe('the relay inside the server', () => {
+  let databaseUrl: string;
+  let nats: NatsServer;
+
+  beforeAll(async () => {
+    [databaseUrl, nats] = await Promise.all([createTestDatabase(), startNatsServer()]);
+  });
+
+  afterAll(async () => {
+    await stopAllServers();
+    await nats?.stop();
+    await dropTestDatabase(databaseUrl);
+  });
+
+  it('starts with NATS_URL, publishes what the server writes and reports it in /metrics', async () => {
+    const server = await startServer(serverEnv(databaseUrl, { NATS_URL: nats.url, EVENTS_RELAY_POLL_MS: '20' }));
+    const token = await signToken({ id: 'relayed', roles: [] }, SPAWNED_JWT_SECRET, '1h');
+    const [product] = await withClient(
+      databaseUrl,
+      async (client) => (await client.query<{ id: string }>('select id from products order by sku limit 1')).rows,
+    );
+    const placed = await postGraphQL<{ createOrder: { order: { id: string } } }>(
+      server.url,
+      PLACE,
+      { input: { lines: [{ productId: product!.id, quantity: 1 }] } },
+      { authorization: `Bearer ${token}`, 'idempotency-key': randomUUID() },
+    );
+    expect(placed.body.errors).toBeUndefined();
+    const metricsUrl = server.url.replace(/\/graphql$/, '/metrics');
+    for (;;) {
+      const text = await (await fetch(metricsUrl)).text();
+      if (/^events_relay_published_total [1-9]/m.test(text)) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const nc = await connect({ servers: nats.url });
+    try {
+      const messages = await streamMessages(nc);
+      expect(messages.map((message) => message.body.data.orderId)).toEqual([placed.body.data!.createOrder.order.id]);
+    } finally {
+      await nc.close();
+    }
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
   });
 });
