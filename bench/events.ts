@@ -95,14 +95,13 @@ async function main(): Promise<void> {
     await relay.stop();
 
     lags.sort((a, b) => a - b);
-    process.stdout.write(
-      [
-        `relay throughput: ${backlog} events in ${seconds.toFixed(2)} s = ${Math.round(backlog / seconds)} events/s (batch 100, one relay)`,
-        `end-to-end lag COMMIT -> JetStream subscriber over ${lagEvents} events (EVENTS_RELAY_POLL_MS=${pollMs}): ` +
-          `p50 ${percentile(lags, 50).toFixed(1)} ms, p99 ${percentile(lags, 99).toFixed(1)} ms, max ${lags.at(-1)?.toFixed(1)} ms`,
-        `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node.js ${process.version}`,
-      ].join('\n') + '\n',
-    );
+    const lines = [
+      `relay throughput: ${backlog} events in ${seconds.toFixed(2)} s = ${Math.round(backlog / seconds)} events/s (batch 100, one relay)`,
+      `end-to-end lag COMMIT -> JetStream subscriber over ${lagEvents} events (EVENTS_RELAY_POLL_MS=${pollMs}): ` +
+        `p50 ${percentile(lags, 50).toFixed(1)} ms, p99 ${percentile(lags, 99).toFixed(1)} ms, max ${lags.at(-1)?.toFixed(1)} ms`,
+      `${os.cpus().length} CPUs, ${os.cpus()[0]?.model ?? 'unknown CPU'}, Node.js ${process.version}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     await orm.close(true);
     nats.stop();

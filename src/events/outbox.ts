@@ -33,14 +33,21 @@ export function eventId(type: EventType, subjectId: string): string {
 
 /**
  * Appends an event in the transaction of `em`, the mutation's own: it commits or rolls back
- * with the business rows and the idempotency record.
+ * with the business rows and the idempotency record. An event whose id is already stored is the
+ * same fact and is not written again (only possible when a row was reset outside the API, such
+ * as an order set back to PLACED and cancelled again).
  */
 export async function appendEvent(em: EntityManager, event: NewEvent): Promise<void> {
-  await em.insert(OutboxEvent, {
-    id: eventId(event.type, event.subjectId),
-    type: event.type,
-    occurredAt: event.occurredAt,
-    data: event.data,
-    publishedAt: null,
-  });
+  await em
+    .createQueryBuilder(OutboxEvent)
+    .insert({
+      id: eventId(event.type, event.subjectId),
+      type: event.type,
+      occurredAt: event.occurredAt,
+      data: event.data,
+      publishedAt: null,
+    })
+    .onConflict('id')
+    .ignore()
+    .execute('run');
 }

@@ -91,6 +91,19 @@ describe('the transactional outbox', () => {
     ]);
   });
 
+  it('writes no second OrderCancelled for an order set back to PLACED outside the API and cancelled again', async () => {
+    const placed = await place(randomUUID());
+    const orderId = placed.body.data!.createOrder.order.id;
+    const cancel = () => server.gql(CANCEL, { input: { orderId } }, { token: alice });
+    expect((await cancel()).body.errors).toBeUndefined();
+    await sql(`update orders set status = 'PLACED', cancelled_at = null where id = $1`, [orderId]);
+    expect((await cancel()).body.errors).toBeUndefined();
+    const rows = await sql<{ id: string }>(`select id from outbox_events where data->>'orderId' = $1 and type = 'OrderCancelled'`, [
+      orderId,
+    ]);
+    expect(rows).toEqual([{ id: eventId(EventType.OrderCancelled, orderId) }]);
+  });
+
   it('writes nothing for an order that fails on stock', async () => {
     const before = (await events()).length;
     const failed = await place(randomUUID(), 1000);

@@ -113,7 +113,7 @@ describe('migrating stored results from JSONB to bytes', () => {
       ['before-failed', 3],
       ['before-placed', 3],
     ]);
-    await expect(plain.orm.getMigrator().down()).rejects.toThrow(/compressed results/);
+    await expect(plain.orm.getMigrator().down({ migrations: [BYTES_MIGRATION] })).rejects.toThrow(/compressed results/);
     expect(await columnType()).toBe('bytea');
 
     // Rewrite the rows as the earlier version stored them, and migrate down and up again.
@@ -122,7 +122,7 @@ describe('migrating stored results from JSONB to bytes', () => {
       (json) => Buffer.from(json),
       (json, associatedData) => Buffer.from(legacyEnvelope(json, encryptionKey, associatedData)),
     );
-    await plain.orm.getMigrator().down();
+    await plain.orm.getMigrator().down({ migrations: [BYTES_MIGRATION] });
     expect(await columnType()).toBe('jsonb');
     expect(await sql("select key, result->>'kind' as kind, result ? 'alg' as envelope from idempotency_records order by key")).toEqual([
       { key: 'before-encrypted', kind: null, envelope: true },
