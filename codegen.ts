@@ -40,7 +40,7 @@ export async function generateContractTypes(operationsDir: string = OPERATIONS_D
     plugins: [{ 'typescript-operations': {} }, { 'typed-document-node': {} }],
     pluginMap: { 'typescript-operations': typescriptOperations, 'typed-document-node': typedDocumentNode },
     config: {
-      scalars: { DateTime: 'string', IdempotencyKey: 'string', ID: 'string' },
+      scalars: { DateTime: 'string', IdempotencyKey: 'string', ID: 'string', JSON: 'unknown' },
       strictScalars: true,
       useTypeImports: true,
     },

@@ -44,6 +44,18 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** `SEED_DEMO_CATALOG`; default true in development and test, false in production. Seeds an empty catalog at start. */
   readonly seedDemoCatalog: boolean;
+  readonly events: EventsConfig;
+}
+
+export interface EventsConfig {
+  /** `NATS_URL`; unset by default. When set, the relay publishes the outbox to JetStream (docs/events.md). */
+  readonly natsUrl: string | undefined;
+  /** `EVENTS_RELAY_BATCH`; default 100. Events published per relay transaction. */
+  readonly relayBatch: number;
+  /** `EVENTS_RELAY_POLL_MS`; default 200. Pause of an idle relay before it looks again. */
+  readonly relayPollMs: number;
+  /** `EVENTS_RETENTION_SECONDS`; default 604800 (7 days). Published events older than this are purged. */
+  readonly retentionSeconds: number;
 }
 
 export interface HttpConfig {
@@ -124,6 +136,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     statementTimeoutMs: integer(env, 'STATEMENT_TIMEOUT_MS', 15_000, 0, 3_600_000),
     logLevel: oneOf(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
     seedDemoCatalog: boolean(env, 'SEED_DEMO_CATALOG', nodeEnv !== 'production'),
+    events: {
+      natsUrl: optional(env, 'NATS_URL'),
+      relayBatch: integer(env, 'EVENTS_RELAY_BATCH', 100, 1, 10_000),
+      relayPollMs: integer(env, 'EVENTS_RELAY_POLL_MS', 200, 1, 60_000),
+      retentionSeconds: integer(env, 'EVENTS_RETENTION_SECONDS', 604_800, 0, 31_536_000),
+    },
   };
 }
 

@@ -8,6 +8,7 @@ import { type Config, ConfigError, loadConfig } from './config';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded';
 import { migrate, openOrm } from './database/orm';
 import { seedCatalog } from './database/seed';
+import { type Relay, startRelay } from './events/relay';
 import { buildApp, createIdempotencyHandler } from './http/app';
 import { createLogger } from './observability/logger';
 import { Metrics } from './observability/metrics';
@@ -36,6 +37,7 @@ async function main(): Promise<void> {
   let orm: MikroORM | undefined;
   let app: FastifyInstance | undefined;
   let stopPurge: (() => Promise<void>) | undefined;
+  let relay: Relay | undefined;
   let stopping = false;
 
   const shutdown = async (signal: string, exitCode = 0) => {
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.http.shutdownGraceMs;
     try {
       await stopPurge?.();
+      await relay?.stop();
       await closeWithin(app, config.http.shutdownGraceMs, logger);
       logger.debug('http server closed');
       // A request cut by the grace period may still hold a connection (waiting on a lock or a
@@ -100,6 +103,11 @@ async function main(): Promise<void> {
       },
       (error) => logger.warn({ err: error }, 'idempotency purge failed; will retry'),
     );
+    const { natsUrl, relayBatch, relayPollMs, retentionSeconds } = config.events;
+    if (natsUrl) {
+      const options = { natsUrl, batchSize: relayBatch, pollMs: relayPollMs, retentionSeconds, logger, registry: metrics.registry };
+      relay = await startRelay(orm, options);
+    }
     // A production configuration never mints a token: the development one exists for the explorer and the banner.
     const token = config.nodeEnv === 'production' ? undefined : await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });

@@ -47,6 +47,7 @@ describe('loadConfig', () => {
         statementTimeoutMs: 15_000,
         logLevel: 'info',
         seedDemoCatalog: true,
+        events: { natsUrl: undefined, relayBatch: 100, relayPollMs: 200, retentionSeconds: 604_800 },
       });
     });
 
@@ -75,6 +76,10 @@ describe('loadConfig', () => {
           'JWT_MAX_LIFETIME_SECONDS',
           'METRICS_TOKEN',
           'SEED_DEMO_CATALOG',
+          'NATS_URL',
+          'EVENTS_RELAY_BATCH',
+          'EVENTS_RELAY_POLL_MS',
+          'EVENTS_RETENTION_SECONDS',
         ].map((name) => [name, '']),
       );
       expect(loadConfig(empty, CWD)).toEqual(loadConfig({}, CWD));
@@ -115,6 +120,10 @@ describe('loadConfig', () => {
           JWT_MAX_LIFETIME_SECONDS: '86400',
           METRICS_TOKEN: 'scrape-token-0123456789abcdef',
           SEED_DEMO_CATALOG: 'true',
+          NATS_URL: 'nats://nats:4222',
+          EVENTS_RELAY_BATCH: '50',
+          EVENTS_RELAY_POLL_MS: '100',
+          EVENTS_RETENTION_SECONDS: '3600',
         },
         CWD,
       );
@@ -140,6 +149,7 @@ describe('loadConfig', () => {
         statementTimeoutMs: 4000,
         logLevel: 'warn',
         seedDemoCatalog: true,
+        events: { natsUrl: 'nats://nats:4222', relayBatch: 50, relayPollMs: 100, retentionSeconds: 3600 },
       });
     });
   });

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { decodeCursor, encodeCursor, invalidCursor, requireUuid } from '../cursor';
 import { BadUserInputError, SkuTakenError } from '../errors';
+import { appendEvent, productCreated } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Product } from './product.entity';
@@ -55,6 +56,7 @@ export class CatalogService {
       .ignore()
       .execute('run');
     if (result.affectedRows !== 1) throw new SkuTakenError(input.sku);
+    await appendEvent(em, productCreated(product));
     return product;
   }
 }

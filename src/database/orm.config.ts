@@ -3,13 +3,14 @@ import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, type Options } from '@mikro-orm/postgresql';
 import { MIGRATIONS } from '../../migrations';
 import { Product } from '../catalog/product.entity';
+import { OutboxEvent } from '../events/event.entity';
 import { IdempotencyRecord } from '../idempotency';
 import { Order } from '../orders/order.entity';
 import { OrderLine } from '../orders/order-line.entity';
 import { projectRoot } from '../project-root';
 
 /** Every entity the ORM knows; the migrations must agree with them. */
-export const ENTITIES = [Product, Order, OrderLine, IdempotencyRecord];
+export const ENTITIES = [Product, Order, OrderLine, IdempotencyRecord, OutboxEvent];
 
 export interface OrmOptions {
   readonly clientUrl: string;

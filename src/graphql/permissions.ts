@@ -1,6 +1,7 @@
 import { allow, deny, rule, shield } from 'graphql-shield';
 import { isAdmin } from '../auth/token';
 import { ForbiddenError, UnauthenticatedError } from '../errors';
+import { mayReadEvents } from '../events/permissions';
 import type { Context } from './context';
 
 const isAuthenticated = rule({ cache: 'contextual' })((_parent, _args, ctx: Context) => (ctx.viewer ? true : new UnauthenticatedError()));
@@ -8,6 +9,11 @@ const isAuthenticated = rule({ cache: 'contextual' })((_parent, _args, ctx: Cont
 const isAdministrator = rule({ cache: 'contextual' })((_parent, _args, ctx: Context) => {
   if (!ctx.viewer) return new UnauthenticatedError();
   return isAdmin(ctx.viewer) ? true : new ForbiddenError('Catalog administration requires the admin role');
+});
+
+const isEventReader = rule({ cache: 'contextual' })((_parent, _args, ctx: Context) => {
+  if (!ctx.viewer) return new UnauthenticatedError();
+  return mayReadEvents(ctx.viewer) ? true : new ForbiddenError('Reading events requires the events:read or admin role');
 });
 
 /**
@@ -24,6 +30,7 @@ export const permissions = shield(
       order: isAuthenticated,
       orders: isAuthenticated,
       idempotencyRecord: isAuthenticated,
+      events: isEventReader,
     },
     Mutation: {
       '*': deny,

@@ -6,12 +6,13 @@ import { buildSchemaSync, type ContainerType } from 'type-graphql';
 import { ViewerResolver } from '../auth/viewer.resolver';
 import { CatalogService } from '../catalog/catalog.service';
 import { ProductResolver } from '../catalog/product.resolver';
+import { EventResolver } from '../events';
 import { createIdempotency, type Idempotency } from '../idempotency';
 import { OrderLineResolver, OrderResolver } from '../orders/order.resolver';
 import { OrderService } from '../orders/order.service';
 import { permissions } from './permissions';
 
-const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver] as const;
+const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, EventResolver] as const;
 
 /** The executable schema without permissions: what the SDL is printed from. */
 export function buildBaseSchema(idempotency: Idempotency = createIdempotency()): GraphQLSchema {
@@ -22,6 +23,7 @@ export function buildBaseSchema(idempotency: Idempotency = createIdempotency()):
     [ProductResolver, new ProductResolver(catalog)],
     [OrderResolver, new OrderResolver(orders)],
     [OrderLineResolver, new OrderLineResolver()],
+    [EventResolver, new EventResolver()],
     ...idempotency.resolvers.map((resolver) => [resolver, new resolver()] as const),
   ]);
   const container: ContainerType = {

@@ -4,6 +4,7 @@ import { isAdmin, type Viewer } from '../auth/token';
 import { Product } from '../catalog/product.entity';
 import { cursorInstant, decodeCursor, encodeCursor, invalidCursor, isUuid, requireUuid } from '../cursor';
 import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
+import { appendEvent, orderCancelled, orderPlaced } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Order, OrderStatus } from './order.entity';
@@ -92,6 +93,7 @@ export class OrderService {
     em.persist(order);
     em.persist(lines);
     await em.flush();
+    await appendEvent(em, orderPlaced(order, lines));
     return { order, lines, products: byId };
   }
 
@@ -124,6 +126,7 @@ export class OrderService {
     order.status = OrderStatus.Cancelled;
     order.cancelledAt = new Date();
     await em.flush();
+    await appendEvent(em, orderCancelled(order, lines));
     return { order, lines, products: byId };
   }
 

@@ -65,7 +65,8 @@ describe('statements sent per idempotency path', () => {
     expect(statements[1]).toMatch(/^select set_config\('lock_timeout', \?, true\)/);
     // The record is written last, in the mutation's transaction.
     expect(statements.at(-1)).toBe(engine[1]);
-    expect(statements.filter((sql) => !ENGINE.test(sql) && !/set_config/.test(sql))).toHaveLength(4);
+    // The mutation's own: products locked, order and lines inserted, stock updated, OrderPlaced appended.
+    expect(statements.filter((sql) => !ENGINE.test(sql) && !/set_config/.test(sql))).toHaveLength(5);
   });
 
   it('runs the mutation and its record in one transaction whose first statement bounds its lock waits', async () => {
