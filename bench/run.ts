@@ -72,8 +72,6 @@ runCommand(async (cleanup) => {
   const bypass = await startServer(cleanup, 'bypass', db.url, { mode: 'bypass', profileDir });
   // replay-db: the engine with its replay cache off, so every replay reads the record.
   const uncached = await startServer(cleanup, 'engine-nocache', db.url, { mode: 'engine', cacheSize: 0, profileDir });
-  // replay-executed: the record cache on, remembered responses off, so every replay executes.
-  const executing = await startServer(cleanup, 'engine-noresponse', db.url, { mode: 'engine', responseCacheSize: 0, profileDir });
   const scaleEngine = await startServer(cleanup, 'engine-scale', scaleDb.url, { mode: 'engine', profileDir });
   const scaleUncached = await startServer(cleanup, 'engine-scale-nocache', scaleDb.url, { mode: 'engine', cacheSize: 0, profileDir });
   const recordTokens = await mintTokens(RECORD_USERS);
@@ -155,11 +153,6 @@ runCommand(async (cleanup) => {
     { name: 'floor', server: engine, run: (load) => floor(engine, tokens, load) },
     { name: 'replay', server: engine, run: (load) => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, load) },
     {
-      name: 'replay-executed',
-      server: executing,
-      run: (load) => replayOne(executing, tokens[0] as string, template.key, bodies[0] as string, load),
-    },
-    {
       name: 'scale-replay',
       server: scaleEngine,
       run: (load) => replayOne(scaleEngine, tokens[0] as string, template.key, scaleBodies[0] as string, load),
@@ -194,7 +187,7 @@ runCommand(async (cleanup) => {
   process.stderr.write(`  meanwhile: ${conditionsText(purge.conditions)}\n`);
 
   const memory = await Promise.all(
-    [engine, bypass, uncached, executing, scaleEngine, scaleUncached].map(async (server) => ({
+    [engine, bypass, uncached, scaleEngine, scaleUncached].map(async (server) => ({
       name: server.name,
       peak: await server.peakRss(),
     })),

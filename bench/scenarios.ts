@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type pg from 'pg';
-import { IdempotencyStore, purgeExpired } from '../src/idempotency';
+import { createIdempotency } from '../src/idempotency';
 import { type BenchDatabase, type BenchServer, FLOOR_BODY, headers, orderBody, scrape } from './fixture';
 import { type LoadResult, runLoad, window } from './load';
 import { fmt, percentiles, sleep } from './support';
@@ -327,7 +327,7 @@ export async function purgeUnderLoad(
       const first = await conditionCounters(db.pool);
       const autovacuum = watchAutovacuum(db.pool);
       purgeStart = elapsed();
-      deleted = await purgeExpired(db.orm, new IdempotencyStore());
+      deleted = await createIdempotency().purge(db.orm);
       purgeEnd = elapsed();
       const last = await conditionCounters(db.pool);
       conditions = {

@@ -4,11 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../src/config';
 import { openOrm } from '../src/database/orm';
 import { buildApp, createIdempotencyHandler } from '../src/http/app';
-import type { IdempotencyHandler } from '../src/idempotency';
+import type { Idempotency } from '../src/idempotency';
 import { createLogger } from '../src/observability/logger';
 import { Metrics } from '../src/observability/metrics';
 import { ormMetricsSources } from '../src/observability/sources';
-import { BypassHandler } from './bypass-handler';
+import { bypassIdempotency } from './bypass-handler';
 import { BENCH_JWT_SECRET, describeError, numberArg, readArgs, UsageError } from './support';
 
 /** The line a bench server prints on stdout once it listens. */
@@ -22,8 +22,7 @@ export interface ReadyLine {
  * A bench-only server entry (never used by src/main.ts): the same stack as main.ts in
  * production mode, on a database the runner has already migrated and seeded. `--mode bypass`
  * replaces the idempotency engine with {@link BypassHandler}; `--cache-size` changes the
- * engine's replay cache (0: every replay reads the database) and `--response-cache-size` its
- * remembered replay responses (0: every replay executes).
+ * engine's replay cache (0: every replay reads the database).
  */
 async function serve(): Promise<void> {
   const args = readArgs('node dist/bench/server.js', {
@@ -31,7 +30,6 @@ async function serve(): Promise<void> {
     port: { type: 'string', default: '0', description: 'port on 127.0.0.1; 0 picks a free one' },
     'database-url': { type: 'string', description: 'postgres:// URL of a migrated, seeded database' },
     'cache-size': { type: 'string', description: "engine replay cache entries (default: the engine's)" },
-    'response-cache-size': { type: 'string', description: "remembered replay responses (default: the engine's; 0: every replay executes)" },
   });
   const mode = args.mode;
   if (mode !== 'engine' && mode !== 'bypass') throw new UsageError(`--mode must be engine or bypass, got ${mode}`);
@@ -39,7 +37,6 @@ async function serve(): Promise<void> {
   if (!databaseUrl) throw new UsageError('--database-url is required');
   const port = numberArg(args, 'port', 0);
   const cacheSize = args['cache-size'] === undefined ? undefined : numberArg(args, 'cache-size', 0);
-  const responseCacheSize = args['response-cache-size'] === undefined ? undefined : numberArg(args, 'response-cache-size', 0);
 
   // An explicit environment, not process.env: every bench run serves with the same settings.
   const config = loadConfig({
@@ -72,15 +69,16 @@ async function serve(): Promise<void> {
   // The same ORM options as main.ts.
   orm = await openOrm({
     clientUrl: databaseUrl,
-    lockTimeoutMs: config.idempotency.waitMs || undefined,
     statementTimeoutMs: config.statementTimeoutMs || undefined,
     onDriverWarning: (message) => logger.warn({ driver: message }, 'database driver warning'),
   });
   const metrics = new Metrics(ormMetricsSources(orm));
-  let idempotency: IdempotencyHandler | undefined;
-  if (mode === 'bypass') idempotency = new BypassHandler();
-  else if (cacheSize !== undefined || responseCacheSize !== undefined)
-    idempotency = createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver(), cacheSize, responseCacheSize });
+  const idempotency: Idempotency | undefined =
+    mode === 'bypass'
+      ? bypassIdempotency()
+      : cacheSize !== undefined
+        ? createIdempotencyHandler(config, { observer: metrics.idempotencyObserver(), cacheSize })
+        : undefined;
   app = await buildApp({ config, orm, logger, metrics, idempotency });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();

@@ -1,7 +1,6 @@
 import 'reflect-metadata';
 import { createHash, randomUUID } from 'node:crypto';
 import pg, { escapeLiteral } from 'pg';
-import { plainCodec } from '../src/idempotency';
 import { productIds, startDatabase, userId } from './fixture';
 import { environment, Section, sharedMachineNote, timestamp, writeResults } from './results';
 import { commandLine, fmt, numberArg, percentiles, readArgs, reportIdleClientError, runCommand, table } from './support';
@@ -205,9 +204,9 @@ async function placeOrder(
     };
     if (variant.riding) {
       await client.query(
-        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, format, result, created_at, expires_at)
          values (${escapeLiteral(user)}, ${escapeLiteral(key)}, 'createOrder', decode('${createHash('sha256').update(key).digest('hex')}', 'hex'),
-                 'SUCCEEDED', decode('${storedResult(payload).toString('hex')}', 'hex'), now(), now() + make_interval(secs => 86400))
+                 'SUCCEEDED', 1, decode('${storedResult(payload).toString('hex')}', 'hex'), now(), now() + make_interval(secs => 86400))
          returning created_at, expires_at;
          COMMIT`,
       );
@@ -215,8 +214,8 @@ async function placeOrder(
     }
     await client.query(
       `insert into idempotency_records as r
-              (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       values ($1, $2, $3, $4, $5, $6, now(), now() + make_interval(secs => $7))
+              (user_id, key, operation, fingerprint, outcome, format, result, created_at, expires_at)
+       values ($1, $2, $3, $4, $5, 1, $6, now(), now() + make_interval(secs => $7))
        on conflict (user_id, key) do update
           set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
               result = excluded.result, created_at = excluded.created_at, expires_at = excluded.expires_at
@@ -228,7 +227,7 @@ async function placeOrder(
   await client.query('commit');
 }
 
-/** The payload as the server stores it: compressed JSON behind the plain codec's format byte. */
+/** The payload as the server stores it unencrypted: its JSON text (record format 1). */
 function storedResult(payload: { readonly kind: 'payload'; readonly payload: unknown }): Buffer {
-  return plainCodec.encode(JSON.stringify(payload), '');
+  return Buffer.from(JSON.stringify(payload));
 }

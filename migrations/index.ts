@@ -2,6 +2,7 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261128010000_catalog_and_orders } from './Migration20261128010000_catalog_and_orders';
 import { Migration20261128020000_idempotency_records } from './Migration20261128020000_idempotency_records';
 import { Migration20261128030000_idempotency_result_bytes } from './Migration20261128030000_idempotency_result_bytes';
+import { Migration20261203230000_idempotency_record_format } from './Migration20261203230000_idempotency_record_format';
 
 /**
  * Every migration, in order. A new file from `npm run migration:create` is added here; a test
@@ -11,4 +12,5 @@ export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261128010000_catalog_and_orders', class: Migration20261128010000_catalog_and_orders },
   { name: 'Migration20261128020000_idempotency_records', class: Migration20261128020000_idempotency_records },
   { name: 'Migration20261128030000_idempotency_result_bytes', class: Migration20261128030000_idempotency_result_bytes },
+  { name: 'Migration20261203230000_idempotency_record_format', class: Migration20261203230000_idempotency_record_format },
 ];

@@ -74,6 +74,8 @@ export interface IdempotencyConfig {
   readonly purgeIntervalSeconds: number;
   /** `IDEMPOTENCY_ENCRYPTION_KEY` decoded (32 bytes), or undefined for plain storage. */
   readonly encryptionKey: Buffer | undefined;
+  /** `IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS`: comma-separated base64 keys that still decrypt older records. */
+  readonly previousEncryptionKeys: readonly Buffer[];
 }
 
 /** The secret used for development tokens when `JWT_SECRET` is not set outside production. */
@@ -109,6 +111,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       waitMs: integer(env, 'IDEMPOTENCY_WAIT_MS', 10_000, 0, 600_000),
       purgeIntervalSeconds: integer(env, 'IDEMPOTENCY_PURGE_INTERVAL_SECONDS', 300, 0, 86_400),
       encryptionKey: encryptionKey(env),
+      previousEncryptionKeys: previousEncryptionKeys(env),
     },
     http: {
       requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 30_000, 100, 600_000),
@@ -220,10 +223,17 @@ function metricsToken(env: Env): string | undefined {
 
 function encryptionKey(env: Env): Buffer | undefined {
   const raw = optional(env, 'IDEMPOTENCY_ENCRYPTION_KEY');
-  if (raw === undefined) return undefined;
+  return raw === undefined ? undefined : aesKey(raw, 'IDEMPOTENCY_ENCRYPTION_KEY');
+}
+
+function previousEncryptionKeys(env: Env): Buffer[] {
+  const raw = optional(env, 'IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS');
+  if (raw === undefined) return [];
+  return raw.split(',').map((part) => aesKey(part.trim(), 'IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS'));
+}
+
+function aesKey(raw: string, name: string): Buffer {
   const key = /^[A-Za-z0-9+/]+={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
-  if (key.length !== 32) {
-    throw new ConfigError('IDEMPOTENCY_ENCRYPTION_KEY', 'must be 32 bytes encoded in base64 (openssl rand -base64 32)');
-  }
+  if (key.length !== 32) throw new ConfigError(name, 'must be 32 bytes encoded in base64 (openssl rand -base64 32)');
   return key;
 }

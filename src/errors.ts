@@ -12,6 +12,7 @@ export const ErrorCode = {
   IdempotencyKeyInvalid: 'IDEMPOTENCY_KEY_INVALID',
   IdempotencyKeyReused: 'IDEMPOTENCY_KEY_REUSED',
   IdempotencyRequestInProgress: 'IDEMPOTENCY_REQUEST_IN_PROGRESS',
+  IdempotencyRecordUnreadable: 'IDEMPOTENCY_RECORD_UNREADABLE',
   RateLimited: 'RATE_LIMITED',
   ServiceUnavailable: 'SERVICE_UNAVAILABLE',
   InternalServerError: 'INTERNAL_SERVER_ERROR',

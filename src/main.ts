@@ -8,8 +8,7 @@ import { type Config, ConfigError, loadConfig } from './config';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './database/embedded';
 import { migrate, openOrm } from './database/orm';
 import { seedCatalog } from './database/seed';
-import { buildApp } from './http/app';
-import { IdempotencyStore, startPurgeJob } from './idempotency';
+import { buildApp, createIdempotencyHandler } from './http/app';
 import { createLogger } from './observability/logger';
 import { Metrics } from './observability/metrics';
 import { withoutPassword } from './observability/serializers';
@@ -80,7 +79,6 @@ async function main(): Promise<void> {
     }
     orm = await openOrm({
       clientUrl: databaseUrl,
-      lockTimeoutMs: config.idempotency.waitMs || undefined,
       statementTimeoutMs: config.statementTimeoutMs || undefined,
       onDriverWarning: (message) => logger.warn({ driver: message }, 'database driver warning'),
     });
@@ -92,13 +90,20 @@ async function main(): Promise<void> {
     }
 
     const metrics = new Metrics(ormMetricsSources(orm));
-    stopPurge = startPurgeJob(orm, new IdempotencyStore(), config.idempotency.purgeIntervalSeconds, logger, (deleted) =>
-      metrics.recordsPurged.inc(deleted),
+    const idempotency = createIdempotencyHandler(config, { observer: metrics.idempotencyObserver() });
+    stopPurge = idempotency.startPurgeJob(
+      orm,
+      config.idempotency.purgeIntervalSeconds,
+      (deleted) => {
+        metrics.recordsPurged.inc(deleted);
+        if (deleted > 0) logger.info({ deleted }, 'purged expired idempotency records');
+      },
+      (error) => logger.warn({ err: error }, 'idempotency purge failed; will retry'),
     );
     // A production configuration never mints a token: the development one exists for the explorer and the banner.
     const token = config.nodeEnv === 'production' ? undefined : await signToken({ id: 'dev-user', roles: [] }, config.jwtSecret, '30d');
     const [example] = await orm.em.fork().find(Product, {}, { orderBy: { sku: 'asc' }, limit: 1 });
-    app = await buildApp({ config, orm, logger, metrics, sandbox: { token, exampleProductId: example?.id } });
+    app = await buildApp({ config, orm, logger, metrics, idempotency, sandbox: { token, exampleProductId: example?.id } });
     await app.listen({ port: config.port, host: config.host });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -113,6 +118,9 @@ async function main(): Promise<void> {
   }
 }
 
+/** How often the drain closes connections that went idle. */
+const IDLE_SWEEP_MS = 100;
+
 /**
  * Stops accepting connections and lets in-flight requests finish; after `graceMs` the
  * remaining connections are cut so shutdown stays bounded.
@@ -123,10 +131,14 @@ async function closeWithin(app: FastifyInstance | undefined, graceMs: number, lo
     logger.warn({ graceMs }, 'grace period over: closing remaining connections');
     app.server.closeAllConnections();
   }, graceMs);
+  // A keep-alive connection whose request finishes during the drain would otherwise stay open,
+  // holding the exit back until the grace period ends.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
   try {
     await app.close();
   } finally {
     clearTimeout(timer);
+    clearInterval(sweep);
   }
 }
 

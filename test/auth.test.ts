@@ -43,7 +43,8 @@ describe('authentication and authorization', () => {
 
   function expectRejectedCredentials(response: GraphQLResponse): void {
     expect(response.status).toBe(401);
-    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer\b/);
+    // RFC 6750 section 3.1: a token that is present but unusable is `invalid_token`.
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer (?:.*, )?error="invalid_token"(?:,|$)/);
     expect(codesOf(response)).toEqual(['UNAUTHENTICATED']);
     expect(response.body.data ?? null).toBeNull();
     expect(JSON.stringify(response.body)).not.toMatch(/stacktrace|\bat .+\.ts:\d+/);
@@ -185,6 +186,14 @@ describe('authentication and authorization', () => {
       const response = await server.gql('{ orders { edges { node { id } } } }');
       expect(codesOf(response)).toEqual(['UNAUTHENTICATED']);
       expect(response.body.data ?? null).toBeNull();
+    });
+
+    it('answers a request without a token with a field error, not a 401 challenge', async () => {
+      // An anonymous request is not refused (docs/graphql-over-http.md, row 28): no challenge
+      // and no invalid_token, since no token was sent.
+      const response = await server.gql('{ orders { edges { node { id } } } }');
+      expect(response.status).toBe(200);
+      expect(response.headers.get('www-authenticate')).toBeNull();
     });
 
     it('rejects order(id) without a token', async () => {

@@ -29,7 +29,13 @@ describe('loadConfig', () => {
         jwtSecret: DEVELOPMENT_JWT_SECRET,
         jwtSecretIsDefault: true,
         jwtMaxLifetimeSeconds: 2_592_000,
-        idempotency: { ttlSeconds: 86_400, waitMs: 10_000, purgeIntervalSeconds: 300, encryptionKey: undefined },
+        idempotency: {
+          ttlSeconds: 86_400,
+          waitMs: 10_000,
+          purgeIntervalSeconds: 300,
+          encryptionKey: undefined,
+          previousEncryptionKeys: [],
+        },
         http: {
           requestTimeoutMs: 30_000,
           shutdownGraceMs: 10_000,
@@ -58,6 +64,7 @@ describe('loadConfig', () => {
           'IDEMPOTENCY_WAIT_MS',
           'IDEMPOTENCY_PURGE_INTERVAL_SECONDS',
           'IDEMPOTENCY_ENCRYPTION_KEY',
+          'IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS',
           'REQUEST_TIMEOUT_MS',
           'SHUTDOWN_GRACE_MS',
           'RATE_LIMIT_MUTATIONS_PER_MINUTE',
@@ -121,7 +128,7 @@ describe('loadConfig', () => {
         jwtSecret: SECRET,
         jwtSecretIsDefault: false,
         jwtMaxLifetimeSeconds: 86_400,
-        idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY },
+        idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY, previousEncryptionKeys: [] },
         http: {
           requestTimeoutMs: 5000,
           shutdownGraceMs: 2000,
@@ -216,6 +223,19 @@ describe('loadConfig', () => {
       ['hex of 32 bytes', Buffer.alloc(32, 1).toString('hex')],
     ])('rejects %s', (_case, value) => {
       expect(configError({ IDEMPOTENCY_ENCRYPTION_KEY: value }).variable).toBe('IDEMPOTENCY_ENCRYPTION_KEY');
+    });
+  });
+
+  describe('IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS', () => {
+    it('decodes comma-separated base64 keys of 32 bytes, spaces allowed', () => {
+      const other = Buffer.alloc(32, 7);
+      const raw = `${KEY.toString('base64')}, ${other.toString('base64')}`;
+      expect(loadConfig({ IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS: raw }, CWD).idempotency.previousEncryptionKeys).toEqual([KEY, other]);
+    });
+
+    it('rejects a list with a key that is not 32 bytes of base64', () => {
+      const raw = `${KEY.toString('base64')},${Buffer.alloc(16, 1).toString('base64')}`;
+      expect(configError({ IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS: raw }).variable).toBe('IDEMPOTENCY_ENCRYPTION_PREVIOUS_KEYS');
     });
   });
 

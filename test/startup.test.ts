@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'pg';
+import { MIGRATIONS } from '../migrations';
 import { withTimeout } from '../src/timeout';
 import { createTestDatabase, dropTestDatabase } from './support/database';
 
@@ -10,6 +12,8 @@ import { createTestDatabase, dropTestDatabase } from './support/database';
 const MAIN = path.resolve(__dirname, '..', 'dist', 'src', 'main.js');
 const READY_TIMEOUT_MS = 45_000;
 const EXIT_TIMEOUT_MS = 20_000;
+/** A bad configuration exits at once; this bound only turns a hang into a clear failure, with room for a loaded machine. */
+const EXIT_BOUND_MS = 45_000;
 
 interface Exit {
   readonly code: number | null;
@@ -282,36 +286,50 @@ describe('server start-up with an embedded PostgreSQL in a deep DATA_DIR', () =>
 });
 
 describe('server start-up with bad configuration', () => {
-  it('exits non-zero at once, naming PORT, when PORT is not a number', async () => {
+  it('exits 78 at once, naming PORT, when PORT is not a number', async () => {
     const dataDir = path.join(workDir, 'bad-port');
     const server = spawnServer({ DATA_DIR: dataDir, PORT: 'abc' });
-    const exit = await withTimeout(server.closed, 10_000, 'the server to exit');
-    expect(exit.code).not.toBe(0);
-    expect(exit.code).not.toBeNull();
+    const exit = await withTimeout(server.closed, EXIT_BOUND_MS, 'the server to exit');
+    // 78 is EX_CONFIG (sysexits.h): a supervisor can tell a bad configuration from a crash.
+    expect(exit).toEqual({ code: 78, signal: null });
     expect(server.output.stderr).toMatch(/\bPORT\b/);
     expect(existsSync(dataDir)).toBe(false);
   });
 
-  it('exits non-zero at once, naming JWT_SECRET, in production without JWT_SECRET', async () => {
+  it('exits 78 at once, naming JWT_SECRET, in production without JWT_SECRET', async () => {
     const dataDir = path.join(workDir, 'no-secret');
     const server = spawnServer({ DATA_DIR: dataDir, NODE_ENV: 'production' });
-    const exit = await withTimeout(server.closed, 10_000, 'the server to exit');
-    expect(exit.code).not.toBe(0);
-    expect(exit.code).not.toBeNull();
+    const exit = await withTimeout(server.closed, EXIT_BOUND_MS, 'the server to exit');
+    expect(exit).toEqual({ code: 78, signal: null });
     expect(server.output.stderr).toContain('JWT_SECRET');
     expect(existsSync(dataDir)).toBe(false);
   });
 });
 
+/** Key of the advisory lock under which src/database/orm.ts migrates. */
+const MIGRATION_LOCK = 7_305_000;
+
+/** Sessions of the database waiting for the migration lock (a bigint key: its low 32 bits are objid). */
+async function migrationLockWaiters(client: Client): Promise<number> {
+  const { rows } = await client.query<{ waiting: number }>(
+    `select count(*)::int as waiting from pg_locks
+      where locktype = 'advisory' and objid = $1 and not granted
+        and database = (select oid from pg_database where datname = current_database())`,
+    [MIGRATION_LOCK],
+  );
+  return rows[0]!.waiting;
+}
+
 describe('server start-up with DATABASE_URL', () => {
-  let databaseUrl: string | undefined;
+  const databases: string[] = [];
 
   afterAll(async () => {
-    if (databaseUrl) await dropTestDatabase(databaseUrl);
+    for (const url of databases) await dropTestDatabase(url);
   });
 
   it('migrates and seeds that database and starts no embedded PostgreSQL', async () => {
-    databaseUrl = await createTestDatabase();
+    const databaseUrl = await createTestDatabase();
+    databases.push(databaseUrl);
     const dataDir = path.join(workDir, 'unused');
     const server = spawnServer({ DATA_DIR: dataDir, DATABASE_URL: databaseUrl });
     const { url } = await waitForReady(server);
@@ -323,5 +341,36 @@ describe('server start-up with DATABASE_URL', () => {
     expect(logLines(server.output.stdout).some((entry) => entry.msg === 'embedded PostgreSQL started')).toBe(false);
 
     expect(await stop(server)).toEqual({ code: 0, signal: null });
+  });
+
+  it('migrates a fresh database once when two processes start on it together, and both serve', async () => {
+    const databaseUrl = await createTestDatabase();
+    databases.push(databaseUrl);
+    // The test holds the migration lock while both processes start, so both provably reach the
+    // migration at once and wait on each other's turn rather than on the test's timing.
+    const holder = new Client({ connectionString: databaseUrl });
+    await holder.connect();
+    try {
+      await holder.query('select pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      const servers = [0, 1].map((index) => spawnServer({ DATA_DIR: path.join(workDir, `together-${index}`), DATABASE_URL: databaseUrl }));
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      while ((await migrationLockWaiters(holder)) < 2) {
+        const gone = servers.find((server) => server.child.exitCode !== null || server.child.signalCode !== null);
+        if (gone) throw new Error(`a server exited before it reached the migration lock:\n${gone.output.stdout}\n${gone.output.stderr}`);
+        if (Date.now() > deadline) throw new Error('the two servers never waited for the migration lock together');
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      await holder.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+
+      const ready = await Promise.all(servers.map((server) => waitForReady(server)));
+      for (const { url } of ready) expect((await products(url)).length).toBeGreaterThanOrEqual(12);
+      const migratedBy = servers.filter((server) => logLines(server.output.stdout).some((entry) => entry.msg === 'migrations applied'));
+      expect(migratedBy).toHaveLength(1);
+      const { rows } = await holder.query<{ name: string }>('select name from mikro_orm_migrations order by name');
+      expect(rows.map((row) => row.name)).toEqual(MIGRATIONS.map((migration) => migration.name).sort());
+      for (const server of servers) expect(await stop(server)).toEqual({ code: 0, signal: null });
+    } finally {
+      await holder.end();
+    }
   });
 });

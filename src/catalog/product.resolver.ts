@@ -1,7 +1,7 @@
 import { Arg, Args, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
 import { connectionType, PageArgs, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
-import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
+import { IdempotencyKeyArg, Idempotent } from '../idempotency';
 import type { CatalogService } from './catalog.service';
 import { CreateProductInput, CreateProductPayload } from './product.inputs';
 import { ProductType, toProductView } from './product.type';
@@ -30,8 +30,7 @@ export class ProductResolver {
   async createProduct(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateProductInput, { description: 'The new product.' }) input: CreateProductInput,
-    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
-    _idempotencyKey: string | null,
+    @IdempotencyKeyArg() _idempotencyKey: string | null,
   ): Promise<CreateProductPayload> {
     const product = await this.catalog.createProduct(ctx.em, { ...input });
     return { product: toProductView(product) };

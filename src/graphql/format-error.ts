@@ -5,6 +5,7 @@ import type { GraphQLFormattedError } from 'graphql';
 import type { Logger } from 'pino';
 import { isTransientDatabaseError } from '../database/transient';
 import { AppError, ErrorCode, ServiceUnavailableError } from '../errors';
+import { IdempotencyError } from '../idempotency';
 
 /** Codes Apollo Server itself assigns to request errors; they describe the request, not the server. */
 const REQUEST_ERROR_CODES = new Set<string>([
@@ -26,7 +27,7 @@ export type ErrorClass = 'client' | 'request' | 'transient' | 'unexpected';
 /** Classifies an error as Apollo hands it over (possibly wrapping a resolver's error). */
 export function classifyError(error: unknown, code?: unknown): ErrorClass {
   const original = unwrapResolverError(error);
-  if (original instanceof AppError) return 'client';
+  if (original instanceof AppError || original instanceof IdempotencyError) return 'client';
   if (isTransientDatabaseError(original)) return 'transient';
   if (typeof code === 'string' && REQUEST_ERROR_CODES.has(code) && original === error) return 'request';
   return 'unexpected';
@@ -43,7 +44,7 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
   const kind = classifyError(error, formatted.extensions?.code);
   switch (kind) {
     case 'client': {
-      const client = original as AppError;
+      const client = original as AppError | IdempotencyError;
       return { ...base, message: client.message, extensions: { ...client.details, code: client.code } };
     }
     case 'transient': {

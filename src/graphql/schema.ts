@@ -1,19 +1,20 @@
-import { type GraphQLSchema, lexicographicSortSchema, printSchema } from 'graphql';
+import { printSchemaWithDirectives } from '@graphql-tools/utils';
+import { type GraphQLSchema, lexicographicSortSchema, specifiedDirectives } from 'graphql';
 import { applyMiddleware, type IMiddlewareTypeMap } from 'graphql-middleware';
 import { DateTimeResolver } from 'graphql-scalars';
 import { buildSchemaSync, type ContainerType } from 'type-graphql';
 import { ViewerResolver } from '../auth/viewer.resolver';
 import { CatalogService } from '../catalog/catalog.service';
 import { ProductResolver } from '../catalog/product.resolver';
-import { IdempotencyRecordResolver, IdempotencyStore } from '../idempotency';
+import { createIdempotency, type Idempotency } from '../idempotency';
 import { OrderLineResolver, OrderResolver } from '../orders/order.resolver';
 import { OrderService } from '../orders/order.service';
 import { permissions } from './permissions';
 
-const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, IdempotencyRecordResolver] as const;
+const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver] as const;
 
 /** The executable schema without permissions: what the SDL is printed from. */
-export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()): GraphQLSchema {
+export function buildBaseSchema(idempotency: Idempotency = createIdempotency()): GraphQLSchema {
   const catalog = new CatalogService();
   const orders = new OrderService();
   const instances = new Map<unknown, unknown>([
@@ -21,7 +22,7 @@ export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()
     [ProductResolver, new ProductResolver(catalog)],
     [OrderResolver, new OrderResolver(orders)],
     [OrderLineResolver, new OrderLineResolver()],
-    [IdempotencyRecordResolver, new IdempotencyRecordResolver(store)],
+    ...idempotency.resolvers.map((resolver) => [resolver, new resolver()] as const),
   ]);
   const container: ContainerType = {
     get: (type) => {
@@ -31,7 +32,9 @@ export function buildBaseSchema(store: IdempotencyStore = new IdempotencyStore()
     },
   };
   const schema = buildSchemaSync({
-    resolvers: RESOLVERS,
+    resolvers: [...RESOLVERS, ...idempotency.resolvers],
+    // The built-in directives (@skip, @include...) stay: the option replaces the whole list.
+    directives: [...specifiedDirectives, ...idempotency.directives],
     container,
     scalarsMap: [{ type: Date, scalar: DateTimeResolver }],
     validate: false,
@@ -58,8 +61,8 @@ function describeRootTypes(schema: GraphQLSchema): void {
  * request enters through a root field, where deny-by-default applies; wrapping the nested
  * fields too would only add a rule evaluation to each of them (all `allow`).
  */
-export function buildSchema(store?: IdempotencyStore): GraphQLSchema {
-  const schema = buildBaseSchema(store);
+export function buildSchema(idempotency?: Idempotency): GraphQLSchema {
+  const schema = buildBaseSchema(idempotency);
   // shield generates a per-type field map (its option-less form is a single function, never used here).
   const rules = permissions.generate(schema) as IMiddlewareTypeMap;
   return applyMiddleware(schema, { Query: rules.Query, Mutation: rules.Mutation } as IMiddlewareTypeMap);
@@ -67,5 +70,6 @@ export function buildSchema(store?: IdempotencyStore): GraphQLSchema {
 
 /** The SDL clients test against, sorted for stable diffs. */
 export function printSdl(schema: GraphQLSchema): string {
-  return `${printSchema(lexicographicSortSchema(schema))}\n`;
+  // Prints applied directives too (graphql-js's printSchema drops them), such as @idempotent.
+  return `${printSchemaWithDirectives(lexicographicSortSchema(schema))}\n`;
 }

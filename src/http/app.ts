@@ -1,23 +1,16 @@
-import { hkdfSync } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/disabled';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config';
+import { AppError } from '../errors';
 import type { Context } from '../graphql/context';
 import { errorLogPlugin, formatError } from '../graphql/format-error';
 import { queryLimits } from '../graphql/limits';
 import { nulInputPlugin } from '../graphql/nul-input.plugin';
 import { buildSchema } from '../graphql/schema';
-import {
-  encryptedCodec,
-  type HandlerConfig,
-  IdempotencyHandler,
-  IdempotencyStore,
-  idempotencyResponsePlugin,
-  plainCodec,
-} from '../idempotency';
+import { createIdempotency, type Idempotency, type IdempotencyOptions } from '../idempotency';
 import { Metrics } from '../observability/metrics';
 import { requestLogPlugin } from '../observability/request-log.plugin';
 import { safeError, safeRequest } from '../observability/serializers';
@@ -38,20 +31,22 @@ export interface AppOptions {
   /** Development landing page contents; ignored when the explorer is off. */
   readonly sandbox?: SandboxOptions;
   /** Replaces the idempotency engine built from the config. */
-  readonly idempotency?: IdempotencyHandler;
+  readonly idempotency?: Idempotency;
   /** Metrics registry to record into; default: a new one with the ORM's pool and record estimate. */
   readonly metrics?: Metrics;
 }
 
 /** The idempotency engine configured from the environment, with optional overrides. */
-export function createIdempotencyHandler(config: Config, overrides: HandlerConfig = {}): IdempotencyHandler {
-  const { ttlSeconds, waitMs, encryptionKey } = config.idempotency;
-  return new IdempotencyHandler(new IdempotencyStore(), {
+export function createIdempotencyHandler(config: Config, overrides: IdempotencyOptions = {}): Idempotency {
+  const { ttlSeconds, waitMs, encryptionKey, previousEncryptionKeys } = config.idempotency;
+  return createIdempotency({
     ttlSeconds,
     waitMs,
-    codec: encryptionKey ? encryptedCodec(encryptionKey) : plainCodec,
-    // A key of its own, derived from the encryption key, so the fingerprint cannot be reversed.
-    fingerprintSecret: encryptionKey ? Buffer.from(hkdfSync('sha256', encryptionKey, '', 'idempotency-fingerprint', 32)) : undefined,
+    encryptionKey,
+    previousEncryptionKeys,
+    // Domain failures are deterministic outcomes of the input: stored and replayed like payloads.
+    domainFailure: (error) =>
+      error instanceof AppError && error.domain ? { code: error.code, message: error.message, details: error.details } : undefined,
     ...overrides,
   });
 }
@@ -72,13 +67,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const explorer = config.http.explorer !== 'off';
   const metrics = options.metrics ?? new Metrics(ormMetricsSources(orm));
-  const store = new IdempotencyStore();
-  const idempotency = options.idempotency ?? createIdempotencyHandler(config, { logger, observer: metrics.idempotencyObserver() });
+  const idempotency = options.idempotency ?? createIdempotencyHandler(config, { observer: metrics.idempotencyObserver() });
   const limits = queryLimits(config.nodeEnv === 'production');
   const plugins: ApolloServerPlugin<Context>[] = [
     explorerLandingPage({ ...options.sandbox, kind: config.http.explorer, production: config.nodeEnv === 'production' }),
     nulInputPlugin() as ApolloServerPlugin<Context>,
-    idempotencyResponsePlugin<Context>(),
+    idempotency.plugin as ApolloServerPlugin<Context>,
     // No field sets cache hints; the default cache-control plugin would still visit every field.
     ApolloServerPluginCacheControlDisabled(),
     requestLogPlugin(metrics),
@@ -86,7 +80,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(limits.plugins as ApolloServerPlugin<Context>[]),
   ];
   const apollo = new ApolloServer<Context>({
-    schema: buildSchema(store),
+    schema: buildSchema(idempotency),
     plugins,
     validationRules: limits.validationRules,
     parseOptions: limits.parseOptions,

@@ -4,7 +4,7 @@ import { GraphQLError } from 'graphql';
 import { bearerToken, type TokenPolicy, type Viewer, verifyToken } from '../auth/token';
 import { AppError } from '../errors';
 import { type Context, createLoaders } from '../graphql/context';
-import { type IdempotencyHandler, IdempotencyRequest } from '../idempotency';
+import type { Idempotency } from '../idempotency';
 
 const viewers = new WeakMap<FastifyRequest, Promise<Viewer | null>>();
 
@@ -29,7 +29,7 @@ export async function createContext(
   request: FastifyRequest,
   orm: MikroORM,
   tokens: TokenPolicy,
-  idempotency: IdempotencyHandler,
+  idempotency: Idempotency,
 ): Promise<Context> {
   let viewer: Viewer | null;
   try {
@@ -47,12 +47,7 @@ export async function createContext(
     loaders: createLoaders(em),
     headers: request.headers as Record<string, string | undefined>,
     log: request.log,
-    idempotency: new IdempotencyRequest(
-      idempotency,
-      viewer?.id ?? null,
-      headerValue(request.headers['idempotency-key']),
-      viewer ? [...viewer.roles].sort().join(',') : '',
-    ),
+    idempotency: idempotency.request(viewer?.id ?? null, headerValue(request.headers['idempotency-key'])),
   };
 }
 

@@ -1,18 +1,16 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /**
  * SHA-256 of the RFC 8785 canonical JSON of `{ operation, arguments }`. `args` are the coerced
- * field arguments without the key; object properties whose value is null are dropped first, so
- * an optional input field that is absent and one that is null give the same fingerprint.
- *
- * With a `secret` the hash is an HMAC-SHA-256: inputs with little variety (a known product id,
- * a quantity) could otherwise be recovered from a stored fingerprint by trying them all.
+ * field arguments without the key; properties whose value is null are dropped first, so an
+ * absent optional input field and a null one give the same fingerprint. It never depends on
+ * the encryption keys, so enabling or rotating a key keeps every retry's fingerprint.
  */
-export function fingerprint(operation: string, args: Readonly<Record<string, unknown>>, secret?: Buffer): Buffer {
+export function fingerprint(operation: string, args: Readonly<Record<string, unknown>>): Buffer {
   const canonical = canonicalize({ operation, arguments: withoutNulls(args) });
   if (canonical === undefined) throw new TypeError('arguments cannot be represented as JSON');
-  return (secret ? createHmac('sha256', secret) : createHash('sha256')).update(canonical).digest();
+  return createHash('sha256').update(canonical).digest();
 }
 
 function withoutNulls(value: unknown): unknown {

@@ -1,19 +1,77 @@
-export { encryptedCodec, plainCodec, type ResultCodec, UnreadableRecordError } from './codec';
-export { fingerprint } from './fingerprint';
-export { type IdempotencyContext, IdempotencyRequest } from './idempotency.context';
-export {
-  IdempotencyKeyInvalidError,
-  IdempotencyKeyMissingError,
-  IdempotencyKeyReusedError,
-  IdempotencyRequestInProgressError,
-} from './idempotency.errors';
-export { type HandlerConfig, IdempotencyHandler, type IdempotencyMarker, IdempotentFailure } from './idempotency.handler';
-export { type IdempotencyObserver, ObservedOutcome } from './idempotency.observer';
-export { idempotencyResponsePlugin, REPLAYED_HEADER } from './idempotency.plugin';
-export { IdempotencyKeyScalar } from './idempotency.scalar';
-export { IDEMPOTENCY_KEY_ARG, IDEMPOTENCY_KEY_DESCRIPTION, Idempotent, type IdempotentOptions } from './idempotent.decorator';
-export { IDEMPOTENCY_KEY_PATTERN, validateKey } from './key';
-export { PURGE_BATCH_SIZE, PURGE_PAUSE_RATIO, purgeExpired, startPurgeJob } from './purge';
-export { IdempotencyRecord, Outcome } from './record.entity';
-export { IdempotencyRecordResolver, IdempotencyRecordType } from './record.resolver';
-export { IdempotencyStore, type RecordRow } from './record.store';
+import type { ApolloServerPlugin } from '@apollo/server';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { GraphQLDirective } from 'graphql';
+import { ResultCodec } from './codec';
+import { type IdempotencyContext, IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
+import { type DomainFailure, IdempotencyHandler } from './handler';
+import type { IdempotencyObserver } from './observer';
+import { PostgresRecordStore } from './postgres.store';
+import { type PurgeOptions, purgeExpired, startPurgeJob } from './purge';
+import { IdempotencyRecord } from './record.entity';
+
+export { IdempotencyError } from './errors';
+export { type IdempotencyContext, IdempotencyRequest, Idempotent } from './graphql';
+export { IdempotencyKeyArg } from './key';
+export { type IdempotencyObserver, ObservedOutcome } from './observer';
+export { IdempotencyRecord } from './record.entity';
+
+export interface IdempotencyOptions {
+  /** How long an outcome is kept and replayed. Default 86400 s. */
+  readonly ttlSeconds?: number;
+  /** How long a duplicate waits for the first request with its key, here or in another process. Default 10000 ms. */
+  readonly waitMs?: number;
+  /** Encrypts new results with AES-256-GCM (32 bytes). */
+  readonly encryptionKey?: Buffer;
+  /** Keys that wrote earlier results, still accepted for reading. */
+  readonly previousEncryptionKeys?: readonly Buffer[];
+  /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
+  readonly cacheSize?: number;
+  readonly observer?: IdempotencyObserver;
+  /** The stored form of an error a mutation threw, or undefined when it must not be stored. Default: none is stored. */
+  readonly domainFailure?: (error: unknown) => DomainFailure | undefined;
+}
+
+/** The engine, wired: what the host registers with Apollo, TypeGraphQL and MikroORM. */
+export interface Idempotency {
+  readonly plugin: ApolloServerPlugin<IdempotencyContext>;
+  readonly resolvers: readonly [typeof IdempotencyRecordResolver];
+  readonly directives: readonly GraphQLDirective[];
+  readonly entities: readonly [typeof IdempotencyRecord];
+  /** The per-request state the GraphQL context carries as `idempotency`. */
+  request(scope: string | null, headerKey: string | undefined): IdempotencyRequest;
+  /** Deletes every expired record in paced batches; returns how many. */
+  purge(orm: MikroORM, options?: PurgeOptions): Promise<number>;
+  /** Purges every `intervalSeconds` (0: never); returns a function that stops the job. */
+  startPurgeJob(
+    orm: MikroORM,
+    intervalSeconds: number,
+    onPurged: (deleted: number) => void,
+    onError: (error: unknown) => void,
+  ): () => Promise<void>;
+}
+
+const silentObserver: IdempotencyObserver = { outcome: () => {}, waited: () => {}, overhead: () => {} };
+
+/** Builds the engine on PostgreSQL; every option has a default. */
+export function createIdempotency(options: IdempotencyOptions = {}): Idempotency {
+  const store = new PostgresRecordStore();
+  const handler = new IdempotencyHandler<EntityManager>({
+    store,
+    codec: new ResultCodec(options.encryptionKey, options.previousEncryptionKeys),
+    ttlSeconds: options.ttlSeconds ?? 86_400,
+    waitMs: options.waitMs ?? 10_000,
+    cacheSize: options.cacheSize ?? 10_000,
+    observer: options.observer ?? silentObserver,
+    domainFailure: options.domainFailure ?? (() => undefined),
+  });
+  const purge = (orm: MikroORM, purgeOptions?: PurgeOptions) => purgeExpired(store, () => orm.em.fork(), purgeOptions);
+  return {
+    plugin: idempotencyPlugin(),
+    resolvers: [IdempotencyRecordResolver],
+    directives: [idempotentDirective],
+    entities: [IdempotencyRecord],
+    request: (scope, headerKey) => new IdempotencyRequest(handler, scope, headerKey),
+    purge,
+    startPurgeJob: (orm, intervalSeconds, onPurged, onError) => startPurgeJob(() => purge(orm), intervalSeconds, onPurged, onError),
+  };
+}

@@ -1,28 +1,27 @@
-import type { MikroORM } from '@mikro-orm/postgresql';
-import type { Logger } from 'pino';
-import type { IdempotencyStore } from './record.store';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { RecordStore } from './store';
 
 /** Rows deleted per statement: one short transaction each, so live traffic never waits long. */
-export const PURGE_BATCH_SIZE = 5_000;
+const PURGE_BATCH_SIZE = 5_000;
 
-/**
- * Pause after each batch, as a share of the time the batch took: at 1.5 the purge works two
- * fifths of the time, leaving the rest of the database's capacity to live traffic.
- */
-export const PURGE_PAUSE_RATIO = 1.5;
+/** Pause after each batch, as a share of the batch's time, leaving capacity to live traffic. */
+const PURGE_PAUSE_RATIO = 1.5;
+
+export interface PurgeOptions {
+  readonly batchSize?: number;
+  readonly pauseRatio?: number;
+}
 
 /** Deletes every expired record in bounded, paced batches; returns how many were deleted. */
 export async function purgeExpired(
-  orm: MikroORM,
-  store: IdempotencyStore,
-  batchSize = PURGE_BATCH_SIZE,
-  pauseRatio = PURGE_PAUSE_RATIO,
+  store: RecordStore<EntityManager>,
+  em: () => EntityManager,
+  { batchSize = PURGE_BATCH_SIZE, pauseRatio = PURGE_PAUSE_RATIO }: PurgeOptions = {},
 ): Promise<number> {
   let total = 0;
-  let from: Date | null = null;
-  for (;;) {
+  for (let from: Date | null = null; ; ) {
     const started = performance.now();
-    const batch = await store.purgeExpiredBatch(orm.em.fork(), batchSize, from);
+    const batch = await store.purge(em(), batchSize, from);
     total += batch.deleted;
     if (batch.deleted < batchSize) return total;
     from = batch.last;
@@ -30,24 +29,19 @@ export async function purgeExpired(
   }
 }
 
-/** Runs {@link purgeExpired} every `intervalSeconds` (0: never); returns a function that stops it. */
+/** Runs `purge` every `intervalSeconds` (0: never); returns a function that stops it. */
 export function startPurgeJob(
-  orm: MikroORM,
-  store: IdempotencyStore,
+  purge: () => Promise<number>,
   intervalSeconds: number,
-  logger: Logger,
-  onPurged: (deleted: number) => void = () => {},
+  onPurged: (deleted: number) => void,
+  onError: (error: unknown) => void,
 ): () => Promise<void> {
   if (intervalSeconds <= 0) return async () => {};
   let running: Promise<void> | undefined;
   const timer = setInterval(() => {
     if (running) return;
-    running = purgeExpired(orm, store)
-      .then((deleted) => {
-        onPurged(deleted);
-        if (deleted > 0) logger.info({ deleted }, 'purged expired idempotency records');
-      })
-      .catch((error: unknown) => logger.warn({ err: error }, 'idempotency purge failed; will retry'))
+    running = purge()
+      .then(onPurged, onError)
       .finally(() => {
         running = undefined;
       });

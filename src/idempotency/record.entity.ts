@@ -1,11 +1,5 @@
 import { Check, Entity, Enum, Index, PrimaryKey, Property } from '@mikro-orm/core';
-
-/** Outcome of a first execution, as stored and replayed. */
-export const Outcome = {
-  Succeeded: 'SUCCEEDED',
-  Failed: 'FAILED',
-} as const;
-export type Outcome = (typeof Outcome)[keyof typeof Outcome];
+import { Outcome } from './store';
 
 /**
  * The stored outcome of one idempotent mutation, per (user, key). Rows are only ever written in
@@ -24,17 +18,21 @@ export class IdempotencyRecord {
   @Property({ type: 'string', length: 128 })
   operation!: string;
 
-  /** SHA-256 of the canonical operation and arguments; not reversible to the input. */
+  /** SHA-256 of the canonical operation and arguments. */
   @Property({ type: 'blob' })
   fingerprint!: Buffer;
 
   @Enum({ items: () => Object.values(Outcome), type: 'string' })
   outcome!: Outcome;
 
-  /**
-   * The payload snapshot or the error: compressed JSON behind a format byte, encrypted when
-   * encryption is on (see codec.ts).
-   */
+  /** How `result` is written: 1 JSON text, 2 AES-256-GCM over it (codec.ts). */
+  @Property({ type: 'smallint', default: 1 })
+  format!: number;
+
+  /** Which encryption key wrote `result`; null when it is not encrypted. */
+  @Property({ type: 'string', length: 16, nullable: true })
+  keyId!: string | null;
+
   @Property({ type: 'blob' })
   result!: Buffer;
 

@@ -3,7 +3,7 @@ import { ProductType, toProductView } from '../catalog/product.type';
 import { UnauthenticatedError } from '../errors';
 import { connectionType, PageArgs, pageSize, toConnection } from '../graphql/connection';
 import type { Context } from '../graphql/context';
-import { IDEMPOTENCY_KEY_DESCRIPTION, IdempotencyKeyScalar, Idempotent } from '../idempotency';
+import { IdempotencyKeyArg, Idempotent } from '../idempotency';
 import { CancelOrderInput, CancelOrderPayload, CreateOrderInput, CreateOrderPayload } from './order.inputs';
 import type { OrderService } from './order.service';
 import { OrderLineType, OrderType, toOrderLineView, toOrderView } from './order.type';
@@ -36,8 +36,7 @@ export class OrderResolver {
   async createOrder(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateOrderInput, { description: 'Lines and an optional note.' }) input: CreateOrderInput,
-    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
-    _idempotencyKey: string | null,
+    @IdempotencyKeyArg() _idempotencyKey: string | null,
   ): Promise<CreateOrderPayload> {
     const viewer = viewerOf(ctx);
     const placed = await this.service.placeOrder(ctx.em, viewer.id, input);
@@ -49,8 +48,7 @@ export class OrderResolver {
   async cancelOrder(
     @Ctx() ctx: Context,
     @Arg('input', () => CancelOrderInput, { description: 'The order to cancel.' }) input: CancelOrderInput,
-    @Arg('idempotencyKey', () => IdempotencyKeyScalar, { nullable: true, description: IDEMPOTENCY_KEY_DESCRIPTION })
-    _idempotencyKey: string | null,
+    @IdempotencyKeyArg() _idempotencyKey: string | null,
   ): Promise<CancelOrderPayload> {
     const viewer = viewerOf(ctx);
     const cancelled = await this.service.cancelOrder(ctx.em, viewer, input);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { getIntrospectionQuery } from 'graphql';
+import { withTimeout } from '../../src/timeout';
 import { lockProducts, withClient } from '../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
@@ -359,7 +360,15 @@ describe('REQUEST_TIMEOUT_MS', () => {
   let products: string[];
 
   beforeAll(async () => {
-    server = await startTestServer({ env: { REQUEST_TIMEOUT_MS: '500', IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+    // The lock and statement timeouts are ten minutes: only the request timeout can answer a blocked request.
+    server = await startTestServer({
+      env: {
+        REQUEST_TIMEOUT_MS: '500',
+        IDEMPOTENCY_WAIT_MS: '600000',
+        STATEMENT_TIMEOUT_MS: '600000',
+        IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
+      },
+    });
     products = await productIds(server);
   });
   afterAll(async () => {
@@ -372,14 +381,18 @@ describe('REQUEST_TIMEOUT_MS', () => {
     const input = { lines: [{ productId: products[0], quantity: 1 }] };
     const release = await lockProducts(server.databaseUrl, [products[0]!]);
     try {
-      const started = Date.now();
-      const timedOut = await server.gql<Created>(CREATE, { input, key: 'slow-order' }, { token, autoKey: false });
-      expect(Date.now() - started).toBeLessThan(5_000);
+      // 30 s is sixty request timeouts: the bound only turns a hang into a clear failure.
+      const timedOut = await withTimeout(
+        server.gql<Created>(CREATE, { input, key: 'slow-order' }, { token, autoKey: false }),
+        30_000,
+        'the request timeout to answer the blocked createOrder',
+      );
       expect(timedOut.status).toBe(503);
       expect(timedOut.headers.get('retry-after')).toMatch(/^\d+$/);
       expect(timedOut.headers.get('idempotent-replayed')).toBeNull();
       expect(codeOf(timedOut)).toBe('SERVICE_UNAVAILABLE');
       expect(timedOut.body.data ?? null).toBeNull();
+      // Answered while its transaction still waits for the held lock.
       expect(await lockWaiters(server)).toBe(1);
       expect(await ordersOf(server, user)).toBe(0);
     } finally {
@@ -410,8 +423,15 @@ describe('STATEMENT_TIMEOUT_MS', () => {
   let products: string[];
 
   beforeAll(async () => {
+    // The lock timeout (IDEMPOTENCY_WAIT_MS) and the request timeout are ten minutes here, so
+    // only the statement timeout can end a statement blocked on a row lock.
     server = await startTestServer({
-      env: { STATEMENT_TIMEOUT_MS: '300', IDEMPOTENCY_WAIT_MS: '5000', IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' },
+      env: {
+        STATEMENT_TIMEOUT_MS: '300',
+        IDEMPOTENCY_WAIT_MS: '600000',
+        REQUEST_TIMEOUT_MS: '600000',
+        IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
+      },
     });
     products = await productIds(server);
   });
@@ -419,24 +439,25 @@ describe('STATEMENT_TIMEOUT_MS', () => {
     await server?.close();
   });
 
-  it('fails a createOrder blocked by a lock for 1 s with SERVICE_UNAVAILABLE, stores nothing, and lets the key be used again', async () => {
+  it('cancels a createOrder blocked by a lock that is never released with SERVICE_UNAVAILABLE, stores nothing, and lets the key be used again', async () => {
     const user = 'statement-timeout-user';
     const token = await server.token(user);
     const input = { lines: [{ productId: products[0], quantity: 1 }] };
-    let elapsed = Number.NaN;
     const release = await lockProducts(server.databaseUrl, [products[0]!]);
-    const released = new Promise<void>((resolve, reject) => {
-      setTimeout(() => release().then(resolve, reject), 1_000);
-    });
-    const started = Date.now();
-    const [failed] = await Promise.all([
-      server.gql<Created>(CREATE, { input, key: 'cancelled-statement' }, { token, autoKey: false }).then((response) => {
-        elapsed = Date.now() - started;
-        return response;
-      }),
-      released,
-    ]);
-    expect(elapsed).toBeLessThan(1_000);
+    let failed: GraphQLResponse<Created>;
+    try {
+      // The lock is released only after the answer. 30 s is a hundred statement timeouts: the
+      // bound only turns a hang (no statement timeout) into a clear failure on a slow machine.
+      failed = await withTimeout(
+        server.gql<Created>(CREATE, { input, key: 'cancelled-statement' }, { token, autoKey: false }),
+        30_000,
+        'the statement timeout to end the blocked createOrder',
+      );
+      // The statement really ended in the database: nothing waits for the still-held lock.
+      expect(await lockWaiters(server)).toBe(0);
+    } finally {
+      await release();
+    }
     expect(codeOf(failed)).toBe('SERVICE_UNAVAILABLE');
     expect(failed.body.data?.createOrder ?? null).toBeNull();
     expect(JSON.stringify(failed.body)).not.toMatch(/statement timeout|canceling statement|select /i);

@@ -115,10 +115,6 @@ describe('/metrics labels', () => {
       const response = await server.gql(PLACE, { input: { lines: [{ productId, quantity: 1 }] } }, { token });
       expect(response.body.errors).toBeUndefined();
     }
-    const stored = await withClient(server.databaseUrl, async (client) =>
-      Number((await client.query('SELECT count(*) FROM idempotency_records')).rows[0].count),
-    );
-    expect(stored).toBeGreaterThanOrEqual(120);
     // Statistics reach other sessions once the writing sessions report them (within a second or
     // so of going idle): polled until then, not waited for by a fixed sleep.
     let estimate = 0;
@@ -127,7 +123,13 @@ describe('/metrics labels', () => {
       estimate = parseMetrics(text).find((sample) => sample.name === 'idempotency_records_estimate')?.value ?? 0;
       if (estimate < 120) await new Promise((resolve) => setTimeout(resolve, 200));
     }
+    const stored = await withClient(server.databaseUrl, async (client) =>
+      Number((await client.query('SELECT count(*) FROM idempotency_records')).rows[0].count),
+    );
+    expect(stored).toBeGreaterThanOrEqual(120);
     expect(estimate).toBeGreaterThanOrEqual(120);
-    expect(estimate).toBeLessThanOrEqual(stored);
+    // The statistics collector's live-row count is an estimate: it may run a few rows ahead of
+    // count(*) (for example while earlier tests' records are still being accounted for).
+    expect(estimate).toBeLessThanOrEqual(stored * 1.1);
   });
 });

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { lockProducts, withClient } from '../support/database';
+import type { IncomingMessage } from 'node:http';
+import { withClient } from '../support/database';
+import { closeGate } from '../support/gate';
 import { scrape } from '../support/metrics';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
@@ -42,19 +44,38 @@ async function productIds(server: TestServer): Promise<string[]> {
   });
 }
 
-async function waitForLockWaiters(server: TestServer, count: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const waiting = await withClient(server.databaseUrl, async (client) => {
-      const { rows } = await client.query<{ count: string }>(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+/** Resolves once the record of `key` has expired by the database's clock (polled). */
+async function untilExpired(server: TestServer, key: string): Promise<void> {
+  for (;;) {
+    const expired = await withClient(server.databaseUrl, async (client) => {
+      const { rows } = await client.query<{ expired: boolean }>(
+        'select expires_at <= now() as expired from idempotency_records where key = $1',
+        [key],
       );
-      return Number(rows[0]?.count);
+      return rows[0]?.expired === true;
     });
-    if (waiting >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    if (expired) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error('no request started waiting for the lock');
+}
+
+/** Resolves once `count` more requests have reached the server with their whole body. */
+function requestsArrived(server: TestServer, count: number): Promise<void> {
+  return new Promise((resolve) => {
+    let arrived = 0;
+    const onRequest = (request: IncomingMessage) => {
+      const counted = () => {
+        arrived += 1;
+        if (arrived === count) {
+          server.app.server.off('request', onRequest);
+          resolve();
+        }
+      };
+      if (request.complete) counted();
+      else request.once('end', counted);
+    };
+    server.app.server.on('request', onRequest);
+  });
 }
 
 function codeOf<T>(response: GraphQLResponse<T>): unknown {
@@ -141,25 +162,37 @@ describe('metrics', () => {
     const key = randomUUID();
     const productId = products[2];
     const before = await scrape(server);
-    const release = await lockProducts(server.databaseUrl, [productId!]);
+    const gate = await closeGate(server.databaseUrl);
     let answers: GraphQLResponse<Created>[];
+    const tookSeconds: number[] = [];
     try {
       const first = place(key, productId);
-      await waitForLockWaiters(server, 1);
-      const duplicates = Array.from({ length: 4 }, () => place(key, productId));
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      await release();
+      await gate.untilWaiting();
+      const arrived = requestsArrived(server, 4);
+      const sentAt = performance.now();
+      const duplicates = Array.from({ length: 4 }, () =>
+        place(key, productId).then((answer) => {
+          tookSeconds.push((performance.now() - sentAt) / 1000);
+          return answer;
+        }),
+      );
+      // The first request stays inside its transaction until every duplicate has reached the server.
+      await arrived;
+      await gate.open();
       answers = await Promise.all([first, ...duplicates]);
     } finally {
-      await release();
+      await gate.remove();
     }
     const after = await scrape(server);
 
     expect(new Set(answers.map((answer) => answer.body.data?.createOrder?.order.id)).size).toBe(1);
-    expect(after.value('idempotency_duplicate_wait_seconds_count') - before.value('idempotency_duplicate_wait_seconds_count')).toBe(4);
-    expect(after.value('idempotency_duplicate_wait_seconds_sum') - before.value('idempotency_duplicate_wait_seconds_sum')).toBeGreaterThan(
-      4 * 0.2,
-    );
+    expect(answers[0]?.body.data?.createOrder?.order.id).toEqual(expect.any(String));
+    const waits = after.value('idempotency_duplicate_wait_seconds_count') - before.value('idempotency_duplicate_wait_seconds_count');
+    const waited = after.value('idempotency_duplicate_wait_seconds_sum') - before.value('idempotency_duplicate_wait_seconds_sum');
+    expect(waits).toBe(4);
+    // Each wait is recorded in seconds and lies within what its client saw.
+    expect(waited).toBeGreaterThan(0);
+    expect(waited).toBeLessThanOrEqual(tookSeconds.reduce((sum, seconds) => sum + seconds, 0));
     const outcome = (name: string) =>
       after.value('idempotency_requests_total', { operation: 'createOrder', outcome: name }) -
       before.value('idempotency_requests_total', { operation: 'createOrder', outcome: name });
@@ -208,35 +241,38 @@ describe('metrics of waits and expiry', () => {
     await server?.close();
   });
 
-  it('counts a duplicate that gave up waiting as in_progress_rejected', async () => {
-    const [a, b] = products as [string, string];
-    const input = {
-      lines: [
-        { productId: a, quantity: 1 },
-        { productId: b, quantity: 1 },
-      ],
-    };
+  it('counts duplicates that gave up waiting as in_progress_rejected, each having waited IDEMPOTENCY_WAIT_MS', async () => {
     const key = randomUUID();
-    const send = () => server.gql<Created>(CREATE, { input, key }, { token, autoKey: false });
-    // The first request waits for two row locks in turn, each under the 1 s lock timeout: it
-    // runs for about 1.6 s, longer than a duplicate may wait.
-    const releaseA = await lockProducts(server.databaseUrl, [a]);
-    const releaseB = await lockProducts(server.databaseUrl, [b]);
+    const send = () =>
+      server.gql<Created>(CREATE, { input: { lines: [{ productId: products[0], quantity: 1 }] }, key }, { token, autoKey: false });
+    const before = await scrape(server);
+    // The first request stays inside its transaction until both duplicates have answered.
+    const gate = await closeGate(server.databaseUrl);
+    let tookSeconds = 0;
     try {
-      const moved = await outcomesDuring(server, async () => {
-        const first = send();
-        await waitForLockWaiters(server, 1);
-        const duplicate = send();
-        setTimeout(() => void releaseA(), 800);
-        setTimeout(() => void releaseB(), 1600);
-        expect(codeOf(await duplicate)).toBe('IDEMPOTENCY_REQUEST_IN_PROGRESS');
-        expect((await first).body.errors).toBeUndefined();
-      });
-      expect(moved).toEqual({ in_progress_rejected: 1, executed: 1 });
+      const first = send();
+      await gate.untilWaiting();
+      const sentAt = performance.now();
+      const duplicates = await Promise.all([send(), send()]);
+      tookSeconds = (performance.now() - sentAt) / 1000;
+      expect(duplicates.map(codeOf)).toEqual(['IDEMPOTENCY_REQUEST_IN_PROGRESS', 'IDEMPOTENCY_REQUEST_IN_PROGRESS']);
+      await gate.open();
+      expect((await first).body.errors).toBeUndefined();
     } finally {
-      await releaseA();
-      await releaseB();
+      await gate.remove();
     }
+    const after = await scrape(server);
+
+    const moved = (outcome: string) =>
+      after.value('idempotency_requests_total', { operation: 'createOrder', outcome }) -
+      before.value('idempotency_requests_total', { operation: 'createOrder', outcome });
+    expect([moved('in_progress_rejected'), moved('executed')]).toEqual([2, 1]);
+    expect(after.value('idempotency_duplicate_wait_seconds_count') - before.value('idempotency_duplicate_wait_seconds_count')).toBe(2);
+    // Each gave up at its deadline, which a timer never reaches early (0.1 s spare for clock
+    // reads), and waited no longer than its client saw.
+    const waited = after.value('idempotency_duplicate_wait_seconds_sum') - before.value('idempotency_duplicate_wait_seconds_sum');
+    expect(waited).toBeGreaterThanOrEqual(2 * 0.9);
+    expect(waited).toBeLessThanOrEqual(2 * tookSeconds);
   });
 
   it('counts a key used again after its record expired as expired_reexecuted', async () => {
@@ -245,7 +281,8 @@ describe('metrics of waits and expiry', () => {
       server.gql<Created>(CREATE, { input: { lines: [{ productId: products[3], quantity: 1 }] }, key }, { token, autoKey: false });
     const first = await send();
     expect(first.body.errors).toBeUndefined();
-    await new Promise((resolve) => setTimeout(resolve, 1_300));
+    // Until the database's clock, which set expires_at, has passed it.
+    await untilExpired(server, key);
     const moved = await outcomesDuring(server, async () => {
       const again = await send();
       expect(again.body.errors).toBeUndefined();

@@ -1,8 +1,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pino from 'pino';
-import { IdempotencyStore, startPurgeJob } from '../../src/idempotency';
+import { createIdempotency } from '../../src/idempotency';
 import { withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 
@@ -43,10 +42,15 @@ describe('purging expired idempotency records', () => {
 
   it('npm run idempotency:purge deletes the expired records, keeps the live ones and prints how many it removed', async () => {
     await insertRecords(server, 'cli-user', 12_000, 30);
-    // The command the docs show, minus its build step (the suite runs on the built dist/).
-    const { stdout } = await run(process.execPath, [path.join(ROOT, 'dist/src/idempotency/purge.cli.js')], {
+    // As a scheduler in the production image runs it: from dist/, with no compiler and no JWT_SECRET.
+    const { stdout } = await run('npm', ['run', '--silent', 'idempotency:purge'], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: server.databaseUrl, LOG_LEVEL: 'warn' },
+      env: {
+        PATH: path.dirname(process.execPath) + path.delimiter + (process.env.PATH ?? ''),
+        NODE_ENV: 'production',
+        DATABASE_URL: server.databaseUrl,
+        LOG_LEVEL: 'warn',
+      },
       timeout: 30_000,
     });
     expect(stdout).toMatch(/^purged 12000 expired idempotency records in \d+ ms\n$/);
@@ -56,7 +60,14 @@ describe('purging expired idempotency records', () => {
   it('runs in the background every interval and reports each purge', async () => {
     await insertRecords(server, 'job-user', 50, 5);
     const purged: number[] = [];
-    const stop = startPurgeJob(server.orm, new IdempotencyStore(), 1, pino({ level: 'silent' }), (deleted) => purged.push(deleted));
+    const stop = createIdempotency().startPurgeJob(
+      server.orm,
+      1,
+      (deleted) => purged.push(deleted),
+      (error) => {
+        throw error;
+      },
+    );
     try {
       const deadline = Date.now() + 10_000;
       while ((await recordsOf(server, 'job-user')).expired > 0 && Date.now() < deadline) {
@@ -71,7 +82,12 @@ describe('purging expired idempotency records', () => {
 
   it('does nothing when the interval is 0', async () => {
     await insertRecords(server, 'idle-user', 3, 0);
-    const stop = startPurgeJob(server.orm, new IdempotencyStore(), 0, pino({ level: 'silent' }));
+    const stop = createIdempotency().startPurgeJob(
+      server.orm,
+      0,
+      () => {},
+      () => {},
+    );
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     await stop();
     expect(await recordsOf(server, 'idle-user')).toEqual({ expired: 3, live: 0 });

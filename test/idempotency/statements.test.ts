@@ -8,9 +8,9 @@ const CREATE = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
 const ENGINE = /idempotency_records/;
 
 /**
- * The engine's cost in statements and messages, as documented on IdempotencyHandler: a replay
- * is one primary-key read; a first execution adds that read and the record insert to the
- * mutation's own statements, sent in the messages of its BEGIN and COMMIT.
+ * The engine's cost in statements and messages: a replay is one primary-key read in no
+ * transaction; a first execution adds that read, the transaction's lock_timeout and the record
+ * write to the mutation's own statements.
  */
 describe('statements sent per idempotency path', () => {
   let server: TestServer;
@@ -39,17 +39,6 @@ describe('statements sent per idempotency path', () => {
     return [...target.statements];
   }
 
-  it('adds one read and one insert of the record to a first execution', async () => {
-    const statements = await statementsOf(server, { input, key: 'first-path' });
-    const engine = statements.filter((sql) => ENGINE.test(sql));
-    expect(engine).toHaveLength(2);
-    expect(engine[0]).toMatch(/^select /);
-    expect(engine[1]).toMatch(/^insert into idempotency_records/);
-    // The record insert is the last statement: it rides with the mutation's own COMMIT.
-    expect(statements.at(-1)).toBe(engine[1]);
-    expect(statements.filter((sql) => !ENGINE.test(sql))).toHaveLength(4);
-  });
-
   /** The texts pg sends to the server while `work` runs, one entry per message. */
   async function messagesOf(work: () => Promise<unknown>): Promise<string[]> {
     const messages: string[] = [];
@@ -67,30 +56,33 @@ describe('statements sent per idempotency path', () => {
     return messages;
   }
 
-  it('sends the read with the BEGIN and the record insert with the COMMIT: no round trip of their own', async () => {
-    const messages = await messagesOf(() => statementsOf(server, { input, key: 'one-message-path' }));
-    const engine = messages.filter((text) => ENGINE.test(text));
+  it('adds one read, the transaction lock bound and one record write to a first execution', async () => {
+    const statements = await statementsOf(server, { input, key: 'first-path' });
+    const engine = statements.filter((sql) => ENGINE.test(sql));
     expect(engine).toHaveLength(2);
-    expect(engine[0]).toMatch(/^BEGIN;\nselect .* from idempotency_records/s);
-    expect(engine[1]).toMatch(/^insert into idempotency_records .*;\nCOMMIT$/s);
-    expect(messages[0]).toBe(engine[0]);
-    expect(messages.at(-1)).toBe(engine[1]);
-    expect(messages.filter((text) => /^(begin|commit)/i.test(text))).toEqual([engine[0]]);
-    // The mutation's own statements: the products locked, the order and its lines inserted, the stock updated.
-    expect(messages).toHaveLength(6);
+    expect(engine[0]).toMatch(/^select /);
+    expect(engine[1]).toMatch(/^insert into idempotency_records/);
+    expect(statements[1]).toMatch(/^select set_config\('lock_timeout', \?, true\)/);
+    // The record is written last, in the mutation's transaction.
+    expect(statements.at(-1)).toBe(engine[1]);
+    expect(statements.filter((sql) => !ENGINE.test(sql) && !/set_config/.test(sql))).toHaveLength(4);
   });
 
-  it('replays with exactly one read and no write, in a transaction rolled back', async () => {
+  it('runs the mutation and its record in one transaction whose first statement bounds its lock waits', async () => {
+    const messages = await messagesOf(() => statementsOf(server, { input, key: 'one-transaction-path' }));
+    expect(messages[0]).toMatch(/^select .* from idempotency_records/s);
+    expect(messages[1]).toMatch(/^begin/i);
+    expect(messages[2]).toMatch(/set_config\('lock_timeout'/);
+    expect(messages.at(-2)).toMatch(/^insert into idempotency_records/);
+    expect(messages.at(-1)).toMatch(/^commit/i);
+    expect(messages.filter((text) => /^(begin|commit|rollback)/i.test(text))).toHaveLength(2);
+  });
+
+  it('replays with exactly one read, in no transaction', async () => {
     await statementsOf(server, { input, key: 'replay-path' });
-    let statements: string[] = [];
-    const messages = await messagesOf(async () => {
-      statements = await statementsOf(server, { input, key: 'replay-path' });
-    });
-    expect(statements).toHaveLength(1);
-    expect(statements[0]).toMatch(/^select .* from idempotency_records/s);
-    expect(messages).toHaveLength(2);
-    expect(messages[0]).toBe(`BEGIN;\n${statements[0]}`);
-    expect(messages[1]).toMatch(/^rollback$/i);
+    const messages = await messagesOf(() => statementsOf(server, { input, key: 'replay-path' }));
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toMatch(/^select .* from idempotency_records .*where user_id = .* and key = /s);
   });
 
   it('replays from the in-memory cache without any statement once a process has seen the record', async () => {
@@ -105,9 +97,12 @@ describe('statements sent per idempotency path', () => {
     expect(statements).toHaveLength(1);
   });
 
-  it('stores a domain failure with one read and one insert besides the failed mutation', async () => {
-    const statements = await statementsOf(server, { input: { lines: [{ ...input.lines[0], quantity: 1000 }] }, key: 'failure-path' });
-    expect(statements.filter((sql) => ENGINE.test(sql))).toHaveLength(2);
-    expect(statements.at(-1)).toMatch(/^insert into idempotency_records/);
+  it('stores a domain failure in a transaction of its own after the failed mutation rolled back', async () => {
+    const messages = await messagesOf(() =>
+      statementsOf(server, { input: { lines: [{ ...input.lines[0], quantity: 1000 }] }, key: 'failure-path' }),
+    );
+    const ends = messages.filter((text) => /^(commit|rollback)/i.test(text)).map((text) => text.toLowerCase().replace(/;$/, ''));
+    expect(ends).toEqual(['rollback', 'commit']);
+    expect(messages.at(-2)).toMatch(/^insert into idempotency_records/);
   });
 });

@@ -10,6 +10,7 @@ import {
 } from '../idempotency/process-helpers';
 import { type Cluster, createCluster } from '../support/cluster';
 import { withClient } from '../support/database';
+import { untilLockWaiters } from '../support/sessions';
 import {
   type CreateOrderResponse,
   createOrder,
@@ -20,7 +21,6 @@ import {
   orderIdOf,
   productId,
   sleep,
-  sql,
 } from './orders-client';
 
 // The database really goes away (fast shutdown: sessions terminated, open transactions rolled
@@ -126,18 +126,9 @@ async function lockProduct(databaseUrl: string, id: string): Promise<Client> {
   return client;
 }
 
-async function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const [row] = await sql<{ waiting: number }>(
-      databaseUrl,
-      `select count(*)::int as waiting from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-    );
-    if (row!.waiting > 0) return;
-    if (Date.now() > deadline) throw new Error('the in-flight order never blocked on the held lock');
-    await sleep(25);
-  }
+/** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
+function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
+  return withClient(databaseUrl, (client) => untilLockWaiters(client));
 }
 
 /** What the scenario observed; the tests below each judge one part of it. */

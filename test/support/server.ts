@@ -62,7 +62,6 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const statements: string[] = [];
   const orm = await openOrm({
     clientUrl: databaseUrl,
-    lockTimeoutMs: config.idempotency.waitMs || undefined,
     statementTimeoutMs: config.statementTimeoutMs || undefined,
     onQuery: (sql) => statements.push(sql),
   });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { fingerprint } from '../../src/idempotency';
+import { fingerprint } from '../../src/idempotency/fingerprint';
 
 /** A coerced GraphQL argument value: what a resolver receives. */
 type Value = null | boolean | number | string | Value[] | { [name: string]: Value };
@@ -224,15 +224,10 @@ describe('fingerprint', () => {
   });
 });
 
-describe('keyed fingerprint', () => {
-  const args = { input: { lines: [{ productId: 'a', quantity: 1 }] } };
-
-  it('is an HMAC under a secret: not the plain hash, and different for another secret', () => {
-    const plain = fingerprint('createOrder', args);
-    const keyed = fingerprint('createOrder', args, Buffer.alloc(32, 1));
-    expect(keyed).toHaveLength(32);
-    expect(keyed.equals(plain)).toBe(false);
-    expect(keyed.equals(fingerprint('createOrder', args, Buffer.alloc(32, 2)))).toBe(false);
-    expect(keyed.equals(fingerprint('createOrder', args, Buffer.alloc(32, 1)))).toBe(true);
+describe('fingerprint and encryption keys', () => {
+  it('is the plain SHA-256 of the canonical JSON, which no key enters', () => {
+    const args = { input: { lines: [{ productId: 'a', quantity: 1 }] } };
+    const canonical = '{"arguments":{"input":{"lines":[{"productId":"a","quantity":1}]}},"operation":"createOrder"}';
+    expect(fingerprint('createOrder', args).equals(createHash('sha256').update(canonical).digest())).toBe(true);
   });
 });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { ErrorCode } from '../../src/errors';
-import { IDEMPOTENCY_KEY_PATTERN, IdempotencyKeyInvalidError, validateKey } from '../../src/idempotency';
+import { IdempotencyError } from '../../src/idempotency';
+import { IDEMPOTENCY_KEY_PATTERN, validateKey } from '../../src/idempotency/key';
 
 const KEY_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
 const keyChar = fc.constantFrom(...KEY_ALPHABET);
@@ -18,9 +19,9 @@ function rejection(value: unknown): unknown {
 
 function expectRejected(value: unknown): void {
   const error = rejection(value);
-  expect(error).toBeInstanceOf(IdempotencyKeyInvalidError);
-  expect((error as IdempotencyKeyInvalidError).code).toBe(ErrorCode.IdempotencyKeyInvalid);
-  expect((error as IdempotencyKeyInvalidError).code).toBe('IDEMPOTENCY_KEY_INVALID');
+  expect(error).toBeInstanceOf(IdempotencyError);
+  expect((error as IdempotencyError).code).toBe(ErrorCode.IdempotencyKeyInvalid);
+  expect((error as IdempotencyError).code).toBe('IDEMPOTENCY_KEY_INVALID');
 }
 
 describe('validateKey', () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { IdempotencyStore, purgeExpired } from '../../../src/idempotency';
+import { createIdempotency } from '../../../src/idempotency';
+import { PostgresRecordStore } from '../../../src/idempotency/postgres.store';
 import { withClient } from '../../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 import {
@@ -39,7 +40,7 @@ describe('idempotency rules', () => {
       );
       expect(counts!.expired).toBeGreaterThanOrEqual(5);
 
-      const deleted = await purgeExpired(ctx.server.orm, new IdempotencyStore(), 2);
+      const deleted = await createIdempotency().purge(ctx.server.orm, { batchSize: 2 });
 
       expect(deleted).toBe(counts!.expired);
       const [after] = await sql<{ expired: number; total: number }>(
@@ -51,7 +52,7 @@ describe('idempotency rules', () => {
         { key: 'live-2' },
         { key: 'live-3' },
       ]);
-      expect(await purgeExpired(ctx.server.orm, new IdempotencyStore())).toBe(0);
+      expect(await createIdempotency().purge(ctx.server.orm)).toBe(0);
     });
 
     it('purges every expired record when batches end inside a run of equal expiries, microseconds apart', async () => {
@@ -66,7 +67,7 @@ describe('idempotency rules', () => {
       );
       const [before] = await sql<{ expired: number }>('select count(*)::int as expired from idempotency_records where expires_at <= now()');
 
-      const deleted = await purgeExpired(ctx.server.orm, new IdempotencyStore(), 2);
+      const deleted = await createIdempotency().purge(ctx.server.orm, { batchSize: 2 });
 
       expect(deleted).toBe(before!.expired);
       expect(await sql('select key from idempotency_records where user_id = $1', [user])).toEqual([]);
@@ -90,18 +91,18 @@ describe('idempotency rules', () => {
     it('deletes one batch of the oldest expired records and continues where it ended', async () => {
       const user = `purge-batch-${randomBytes(4).toString('hex')}`;
       await insertOldRecords(user, 5);
-      const store = new IdempotencyStore();
+      const store = new PostgresRecordStore();
       const keys = async () =>
         (await sql<{ key: string }>('select key from idempotency_records where user_id = $1 order by key', [user])).map((row) => row.key);
 
-      const first = await store.purgeExpiredBatch(ctx.server.orm.em.fork(), 2);
+      const first = await store.purge(ctx.server.orm.em.fork(), 2, null);
       expect(first).toEqual({ deleted: 2, last: new Date('2000-01-02T00:00:02Z') });
       expect(await keys()).toEqual(['old-3', 'old-4', 'old-5']);
 
-      const second = await store.purgeExpiredBatch(ctx.server.orm.em.fork(), 2, first.last);
+      const second = await store.purge(ctx.server.orm.em.fork(), 2, first.last);
       expect(second).toEqual({ deleted: 2, last: new Date('2000-01-02T00:00:04Z') });
       expect(await keys()).toEqual(['old-5']);
-      await expect(store.purgeExpiredBatch(ctx.server.orm.em.fork(), 0)).rejects.toThrow(RangeError);
+      await expect(store.purge(ctx.server.orm.em.fork(), 0, null)).rejects.toThrow(RangeError);
     });
 
     it('waits for a transaction replacing an expired record and keeps the record it made live', async () => {
@@ -114,9 +115,11 @@ describe('idempotency rules', () => {
           user,
         ]);
         let settled = false;
-        const purge = purgeExpired(ctx.server.orm, new IdempotencyStore(), 100).finally(() => {
-          settled = true;
-        });
+        const purge = createIdempotency()
+          .purge(ctx.server.orm, { batchSize: 100 })
+          .finally(() => {
+            settled = true;
+          });
         await sleep(300);
         expect(settled).toBe(false);
         await client.query('commit');

@@ -1,9 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { uncompressSync } from 'snappy';
-import { encryptedCodec, plainCodec } from '../../../src/idempotency';
-import { associatedDataOf } from '../../support/records';
+import { ResultCodec } from '../../../src/idempotency/codec';
+import { plainResult } from '../../support/records';
 import { startTestServer, type TestServer } from '../../support/server';
 import {
   CANCEL_ORDER,
@@ -81,27 +80,34 @@ describe('idempotency rules', () => {
       expect(await sql('select count(*)::int as count from products where sku = $1', [input.sku])).toEqual([{ count: 1 }]);
     });
 
-    it('keeps the engine free of imports from orders and catalog', () => {
-      const root = path.resolve(__dirname, '../../../src');
-      const engine = path.join(root, 'idempotency');
-      const forbidden = [path.join(root, 'orders'), path.join(root, 'catalog')];
-      const files = readdirSync(engine, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
-      expect(files.length).toBeGreaterThan(5);
-
-      const offending: string[] = [];
-      for (const file of files) {
-        const source = readFileSync(path.join(engine, file), 'utf8');
+    /** Every relative import of every .ts file under `folder`, resolved: [file, target]. */
+    function importsUnder(folder: string): [string, string][] {
+      const files = readdirSync(folder, { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.ts'));
+      return files.flatMap((file) => {
+        const source = readFileSync(path.join(folder, file), 'utf8');
         const specifiers = [...source.matchAll(/(?:from\s+|import\s*\(\s*|require\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)].map(
           (match) => match[1]!,
         );
-        for (const specifier of specifiers) {
-          if (!specifier.startsWith('.')) continue;
-          const target = path.resolve(engine, path.dirname(file), specifier);
-          if (forbidden.some((folder) => target === folder || target.startsWith(`${folder}${path.sep}`)))
-            offending.push(`${file}: ${specifier}`);
-        }
-      }
-      expect(offending).toEqual([]);
+        return specifiers
+          .filter((specifier) => specifier.startsWith('.'))
+          .map((specifier): [string, string] => [path.join(folder, file), path.resolve(folder, path.dirname(file), specifier)]);
+      });
+    }
+
+    it('keeps the engine self-contained: it imports nothing from the application', () => {
+      const engine = path.resolve(__dirname, '../../../src/idempotency');
+      const imports = importsUnder(engine);
+      expect(imports.length).toBeGreaterThan(5);
+      expect(imports.filter(([, target]) => !target.startsWith(`${engine}${path.sep}`))).toEqual([]);
+    });
+
+    it('lets the rest of src/ reach the engine only through its index', () => {
+      const root = path.resolve(__dirname, '../../../src');
+      const engine = path.join(root, 'idempotency');
+      const internals = importsUnder(root).filter(
+        ([file, target]) => !file.startsWith(`${engine}${path.sep}`) && target.startsWith(`${engine}${path.sep}`),
+      );
+      expect(internals).toEqual([]);
     });
   });
 
@@ -128,19 +134,23 @@ describe('idempotency rules', () => {
       }
     });
 
-    it('stores the whole payload as Snappy-compressed JSON when no encryption key is set', async () => {
+    it('stores the whole payload as JSON text, record format 1, when no encryption key is set', async () => {
       const key = newKey();
       const order = (await placed(mug(), key)).body.data!.createOrder.order;
 
-      const [row] = await sql<{ result: Buffer }>('select result from idempotency_records where key = $1', [key]);
-      expect(row!.result[0]).toBe(3);
-      const json = (uncompressSync(row!.result.subarray(1), { asBuffer: true }) as Buffer).toString('utf8');
-      expect(JSON.parse(json)).toEqual({ kind: 'payload', payload: { order: expect.objectContaining({ id: order.id }) } });
-      expect(row!.result.length).toBeLessThan(json.length * 0.85);
+      const [row] = await sql<{ result: Buffer; format: number; key_id: string | null }>(
+        'select result, format, key_id from idempotency_records where key = $1',
+        [key],
+      );
+      expect(row).toMatchObject({ format: 1, key_id: null });
+      expect(JSON.parse(row!.result.toString('utf8'))).toEqual({
+        kind: 'payload',
+        payload: { order: expect.objectContaining({ id: order.id }) },
+      });
     });
 
     it('stores and replays text with quotes, backslashes and dollar signs exactly, for a user whose id has them too', async () => {
-      // The engine writes its values into the statement as literals: none of these may end one.
+      // Values travel as parameters: none of these may end a statement or change its meaning.
       const user = `o'neil\\ $$ $q$ "x" 🦆 ${randomBytes(3).toString('hex')}`;
       const token = await ctx.server.token(user);
       const note = `it's \\'; drop table orders; -- $$ $1 \\x00 \\\\ "quoted" ünïcödé 🦆`;
@@ -154,7 +164,7 @@ describe('idempotency rules', () => {
       for (const replay of replays) expect(replay.body.data).toEqual(first.body.data);
       expect(markersOf(replays[1]!)).toEqual([expect.objectContaining({ replayed: true })]);
       const rows = await sql<{ user_id: string; result: Buffer }>('select user_id, result from idempotency_records where key = $1', [key]);
-      expect(rows.map((row) => ({ user: row.user_id, stored: plainCodec.decode(row.result, '') }))).toEqual([
+      expect(rows.map((row) => ({ user: row.user_id, stored: plainResult(row.result) }))).toEqual([
         { user, stored: { kind: 'payload', payload: { order: expect.objectContaining({ note }) } } },
       ]);
       expect(await sql('select count(*)::int as count from orders where note = $1', [note])).toEqual([{ count: 1 }]);
@@ -182,13 +192,19 @@ describe('idempotency rules', () => {
         return send<Placed>(CREATE_ORDER, { input, key }, { token, on: encrypted });
       }
 
-      async function stored(key: string): Promise<{ result: Buffer; associatedData: string }> {
-        const [row] = await sql<{ user_id: string; fingerprint: Buffer; result: Buffer }>(
-          'select user_id, fingerprint, result from idempotency_records where key = $1',
+      async function stored(key: string) {
+        const [row] = await sql<{ user_id: string; fingerprint: Buffer; result: Buffer; format: number; key_id: string }>(
+          'select user_id, fingerprint, result, format, key_id from idempotency_records where key = $1',
           [key],
           encrypted,
         );
-        return { result: row!.result, associatedData: associatedDataOf({ ...row!, key }) };
+        const binding = `${row!.user_id}\u0000${key}\u0000${row!.fingerprint.toString('hex')}`;
+        return {
+          result: row!.result,
+          format: row!.format,
+          encoded: { format: row!.format, keyId: row!.key_id, result: row!.result },
+          binding,
+        };
       }
 
       it('keeps no plaintext of a payload or a failure at rest, and still replays both', async () => {
@@ -208,15 +224,14 @@ describe('idempotency rules', () => {
           for (const secret of [orderId, mugId, note, 'PLACED', 'payload', 'MUG-001']) expect(okText).not.toContain(secret);
           for (const secret of [missing, 'PRODUCT_NOT_FOUND', 'Product not found']) expect(failedText).not.toContain(secret);
         }
-        expect([ok.result[0], failed.result[0]]).toEqual([4, 4]);
+        expect([ok.format, failed.format]).toEqual([2, 2]);
         // What is stored is the outcome, encrypted with the key and bound to the user, key and fingerprint.
-        expect(encryptedCodec(encryptionKey).decode(ok.result, ok.associatedData)).toEqual({
+        const codec = new ResultCodec(encryptionKey);
+        expect(codec.decode(ok.encoded, ok.binding)).toEqual({
           kind: 'payload',
           payload: { order: expect.objectContaining({ id: orderId, note }) },
         });
-        expect(encryptedCodec(encryptionKey).decode(failed.result, failed.associatedData)).toEqual(
-          expect.objectContaining({ kind: 'error', code: 'PRODUCT_NOT_FOUND' }),
-        );
+        expect(codec.decode(failed.encoded, failed.binding)).toEqual(expect.objectContaining({ kind: 'error', code: 'PRODUCT_NOT_FOUND' }));
 
         const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }], note }, okKey);
         const failureReplay = await placeEncrypted({ lines: [{ productId: missing, quantity: 1 }] }, failedKey);
@@ -226,11 +241,11 @@ describe('idempotency rules', () => {
         expect(await countOrders(encrypted)).toBe(ordersBefore);
       });
 
-      it('fails the replay of a tampered record with INTERNAL_SERVER_ERROR instead of returning other data', async () => {
+      it('fails the replay of a tampered record with IDEMPOTENCY_RECORD_UNREADABLE instead of returning other data', async () => {
         const key = newKey();
         const first = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);
         const orderId = first.body.data!.createOrder.order.id;
-        // One bit of the ciphertext (after the format byte, IV and tag) flipped in place.
+        // One bit of the ciphertext (after the IV and tag) flipped in place.
         const [row] = await sql<{ changed: boolean }>(
           `update idempotency_records
               set result = set_byte(result, length(result) - 8, get_byte(result, length(result) - 8) # 32)
@@ -244,7 +259,7 @@ describe('idempotency rules', () => {
 
         const replay = await placeEncrypted({ lines: [{ productId: mugId, quantity: 1 }] }, key);
 
-        expect(codesOf(replay)).toEqual(['INTERNAL_SERVER_ERROR']);
+        expect(codesOf(replay)).toEqual(['IDEMPOTENCY_RECORD_UNREADABLE']);
         expect(replay.body.data ?? null).toBeNull();
         expect(JSON.stringify(replay.body)).not.toContain(orderId);
         expect(await snapshot(encrypted)).toEqual(before);
@@ -265,7 +280,7 @@ describe('idempotency rules', () => {
 
         const replay = await placeEncrypted(input, target);
 
-        expect(codesOf(replay)).toEqual(['INTERNAL_SERVER_ERROR']);
+        expect(codesOf(replay)).toEqual(['IDEMPOTENCY_RECORD_UNREADABLE']);
         expect(JSON.stringify(replay.body)).not.toContain(sourceOrder);
         expect(JSON.stringify(replay.body)).not.toContain(targetOrder);
         expect(await snapshot(encrypted)).toEqual(before);

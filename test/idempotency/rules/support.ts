@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { plainCodec } from '../../../src/idempotency';
 import { withClient } from '../../support/database';
+import { plainResult } from '../../support/records';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 
 // Shared by the tests of rules I1-I13 of DESIGN.md section 6, observed over HTTP against the real server and database.
@@ -60,7 +60,7 @@ export interface StoredRow {
   outcome: string;
   /** The stored bytes, in hex. */
   result_bytes: string;
-  /** The stored result, decoded with the plain codec. */
+  /** The stored result, decoded as an unencrypted record. */
   result: unknown;
   created_at: Date;
   expires_at: Date;
@@ -240,7 +240,7 @@ export function useRulesServers(options: RulesServersOptions = {}): RulesContext
       [key],
       target,
     );
-    return rows.map((row) => ({ ...row, result: plainCodec.decode(row.result, '') }));
+    return rows.map((row) => ({ ...row, result: plainResult(row.result) }));
   }
 
   function send<T>(query: string, variables: Record<string, unknown> | undefined, options: SendOptions = {}) {

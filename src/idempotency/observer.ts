@@ -16,9 +16,6 @@ export interface IdempotencyObserver {
   outcome(operation: string, outcome: ObservedOutcome): void;
   /** Seconds a duplicate spent waiting for the first request with its key. */
   waited(seconds: number): void;
-  /** Seconds the engine added around the mutation itself (lookup, fingerprint, record). */
+  /** Seconds the engine added around the mutation itself. */
   overhead(operation: string, seconds: number): void;
 }
-
-/** Discards everything: the default when no metrics are wired. */
-export const silentObserver: IdempotencyObserver = { outcome: () => {}, waited: () => {}, overhead: () => {} };

@@ -1,0 +1,65 @@
+/** Every code the engine itself answers with. */
+export const IdempotencyErrorCode = {
+  KeyMissing: 'IDEMPOTENCY_KEY_MISSING',
+  KeyInvalid: 'IDEMPOTENCY_KEY_INVALID',
+  KeyReused: 'IDEMPOTENCY_KEY_REUSED',
+  RequestInProgress: 'IDEMPOTENCY_REQUEST_IN_PROGRESS',
+  RecordUnreadable: 'IDEMPOTENCY_RECORD_UNREADABLE',
+} as const;
+
+/** What `extensions.idempotency` reports for one idempotent field. */
+export interface IdempotencyMarker {
+  readonly path: readonly (string | number)[];
+  readonly key: string;
+  readonly replayed: boolean;
+  readonly firstExecutedAt: string;
+  readonly expiresAt: string;
+}
+
+/**
+ * Base of every error the engine raises for a client. The host's error formatting publishes
+ * `code`, `message` and `details` as they are.
+ */
+export class IdempotencyError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly details: Readonly<Record<string, unknown>> = {},
+    /** The field's marker when a record was involved, so the client sees which record. */
+    readonly marker?: IdempotencyMarker,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export const keyMissing = (operation: string) =>
+  new IdempotencyError(
+    IdempotencyErrorCode.KeyMissing,
+    `${operation} is idempotent: pass an idempotencyKey argument or an Idempotency-Key header`,
+  );
+
+export const keyInvalid = (message: string) => new IdempotencyError(IdempotencyErrorCode.KeyInvalid, message);
+
+export const keyReused = (key: string) =>
+  new IdempotencyError(
+    IdempotencyErrorCode.KeyReused,
+    `Idempotency key ${key} was already used with a different operation or arguments; use a new key for a new request`,
+  );
+
+export const requestInProgress = (key: string, retryAfterSeconds: number) =>
+  new IdempotencyError(
+    IdempotencyErrorCode.RequestInProgress,
+    `A request with idempotency key ${key} is still in progress; retry with the same key`,
+    { retryAfterSeconds },
+  );
+
+/** Retrying cannot help: the record stays as it is until it expires, and is never re-executed. */
+export function recordUnreadable(key: string, marker: IdempotencyMarker): IdempotencyError {
+  return new IdempotencyError(
+    IdempotencyErrorCode.RecordUnreadable,
+    `The stored outcome of idempotency key ${key} cannot be read (for example its encryption key is no longer configured); it is not executed again`,
+    { retryable: false },
+    marker,
+  );
+}

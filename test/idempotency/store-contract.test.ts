@@ -1,0 +1,195 @@
+import { createHash } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { PostgresRecordStore } from '../../src/idempotency/postgres.store';
+import { type NewRecord, Outcome, type RecordStore } from '../../src/idempotency/store';
+import { withClient } from '../support/database';
+import { startTestServer, type TestServer } from '../support/server';
+import { MemoryRecordStore, type MemoryTx } from './memory-store';
+
+/** What the contract suite needs of an implementation besides the store itself. */
+interface Harness<Db> {
+  readonly store: RecordStore<Db>;
+  db(): Db;
+  /** Makes the record of (scope, key) expired, as time passing would. */
+  expire(scope: string, key: string): Promise<void>;
+  /** Resolves once some transaction waits for a lock (the store's own notion of it). */
+  untilSomeoneWaits(): Promise<void>;
+}
+
+function record(scope: string, key: string, overrides: Partial<NewRecord> = {}): NewRecord {
+  return {
+    scope,
+    key,
+    operation: 'createOrder',
+    fingerprint: createHash('sha256').update(key).digest(),
+    outcome: Outcome.Succeeded,
+    format: 1,
+    keyId: null,
+    result: Buffer.from('{"kind":"payload","payload":1}'),
+    ttlSeconds: 3600,
+    ...overrides,
+  };
+}
+
+/** A gate a test opens when it decides to. */
+function gate(): { opened: Promise<void>; open(): void } {
+  const controller = new AbortController();
+  const opened = new Promise<void>((resolve) => controller.signal.addEventListener('abort', () => resolve()));
+  return { opened, open: () => controller.abort() };
+}
+
+function contract<Db>(name: string, setUp: () => Promise<Harness<Db>>, tearDown: () => Promise<void>) {
+  describe(`record store contract: ${name}`, () => {
+    let h: Harness<Db>;
+    beforeAll(async () => {
+      h = await setUp();
+    });
+    afterAll(tearDown);
+
+    const commitWrite = (rec: NewRecord) =>
+      h.store.transaction(h.db(), 5_000, async (tx) => {
+        const written = await h.store.write(tx, rec);
+        return { commit: written.kind === 'written', value: written };
+      });
+
+    it('finds nothing for an unknown key, and the committed record once written', async () => {
+      expect(await h.store.find(h.db(), 'u1', 'k1')).toBeNull();
+      const written = await commitWrite(record('u1', 'k1'));
+      expect(written).toMatchObject({ kind: 'written', replacedExpired: false });
+      const found = await h.store.find(h.db(), 'u1', 'k1');
+      expect(found).toMatchObject({ scope: 'u1', key: 'k1', operation: 'createOrder', outcome: 'SUCCEEDED', format: 1, keyId: null });
+      expect(found?.result.toString()).toBe('{"kind":"payload","payload":1}');
+      expect(found?.fingerprint.equals(createHash('sha256').update('k1').digest())).toBe(true);
+      expect(found!.expiresAt.getTime() - found!.createdAt.getTime()).toBe(3_600_000);
+      expect(await h.store.find(h.db(), 'u2', 'k1')).toBeNull();
+    });
+
+    it('reports a key held by a live record as taken and leaves the record as it was', async () => {
+      await commitWrite(record('u1', 'taken'));
+      expect(await commitWrite(record('u1', 'taken', { operation: 'cancelOrder' }))).toEqual({ kind: 'taken' });
+      expect((await h.store.find(h.db(), 'u1', 'taken'))?.operation).toBe('createOrder');
+    });
+
+    it('replaces an expired record, and finds no expired record', async () => {
+      await commitWrite(record('u1', 'old'));
+      await h.expire('u1', 'old');
+      expect(await h.store.find(h.db(), 'u1', 'old')).toBeNull();
+      expect(await commitWrite(record('u1', 'old', { operation: 'cancelOrder' }))).toMatchObject({
+        kind: 'written',
+        replacedExpired: true,
+      });
+      expect((await h.store.find(h.db(), 'u1', 'old'))?.operation).toBe('cancelOrder');
+    });
+
+    it('keeps nothing of a transaction rolled back, and rolls back on an error', async () => {
+      const value = await h.store.transaction(h.db(), 5_000, async (tx) => ({
+        commit: false,
+        value: await h.store.write(tx, record('u1', 'no')),
+      }));
+      expect(value.kind).toBe('written');
+      await expect(
+        h.store.transaction(h.db(), 5_000, async (tx) => {
+          await h.store.write(tx, record('u1', 'no'));
+          throw new Error('the mutation failed');
+        }),
+      ).rejects.toThrow('the mutation failed');
+      expect(await h.store.find(h.db(), 'u1', 'no')).toBeNull();
+    });
+
+    it('makes a writer wait for another open transaction with the key, then reports the key taken', async () => {
+      const release = gate();
+      const holder = h.store.transaction(h.db(), 5_000, async (tx) => {
+        await h.store.write(tx, record('u1', 'held'));
+        await release.opened;
+        return { commit: true, value: undefined };
+      });
+      const waiter = h.store.transaction(h.db(), 60_000, async (tx) => ({
+        commit: false,
+        value: await h.store.write(tx, record('u1', 'held')),
+      }));
+      await h.untilSomeoneWaits();
+      release.open();
+      await holder;
+      expect(await waiter).toEqual({ kind: 'taken' });
+    });
+
+    it('reports busy when the other transaction holds the key past the wait, storing nothing', async () => {
+      const [release, holding] = [gate(), gate()];
+      const holder = h.store.transaction(h.db(), 5_000, async (tx) => {
+        await h.store.write(tx, record('u1', 'busy'));
+        holding.open();
+        await release.opened;
+        return { commit: false, value: undefined };
+      });
+      await holding.opened;
+      const waiter = await h.store.transaction(h.db(), 200, async (tx) => {
+        const written = await h.store.write(tx, record('u1', 'busy', { operation: 'cancelOrder' }));
+        return { commit: written.kind === 'written', value: written };
+      });
+      release.open();
+      await holder;
+      expect(waiter).toEqual({ kind: 'busy' });
+      expect(await h.store.find(h.db(), 'u1', 'busy')).toBeNull();
+    });
+
+    it('purges expired records in batches, oldest first, and keeps the live ones', async () => {
+      for (const key of ['p1', 'p2', 'p3']) {
+        await commitWrite(record('purge', key));
+        await h.expire('purge', key);
+      }
+      await commitWrite(record('purge', 'live'));
+      const first = await h.store.purge(h.db(), 2, null);
+      expect(first.deleted).toBe(2);
+      const second = await h.store.purge(h.db(), 2, first.last);
+      expect(second.deleted).toBeGreaterThanOrEqual(1);
+      expect((await h.store.purge(h.db(), 2, null)).deleted).toBe(0);
+      expect(await h.store.find(h.db(), 'purge', 'live')).not.toBeNull();
+      await expect(h.store.purge(h.db(), 0, null)).rejects.toThrow(RangeError);
+    });
+  });
+}
+
+let server: TestServer;
+contract<EntityManager>(
+  'PostgreSQL',
+  async () => {
+    server = await startTestServer({ seed: false, env: { IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' } });
+    const sql = (text: string, params: unknown[] = []) => withClient(server.databaseUrl, (client) => client.query(text, params));
+    return {
+      store: new PostgresRecordStore(),
+      db: () => server.orm.em.fork(),
+      expire: async (scope, key) => {
+        // Distinct expiries, in the order the records were expired, like time passing.
+        await sql(
+          `update idempotency_records set created_at = now() - interval '2 hours', expires_at = clock_timestamp() - interval '1 hour'
+            where user_id = $1 and key = $2`,
+          [scope, key],
+        );
+      },
+      untilSomeoneWaits: async () => {
+        for (;;) {
+          const { rows } = await sql('select count(*)::int as waiting from pg_locks where not granted');
+          if (rows[0].waiting > 0) return;
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      },
+    };
+  },
+  async () => server.close(),
+);
+
+const memory = new MemoryRecordStore();
+contract<MemoryTx | null>(
+  'in memory',
+  async () => ({
+    store: memory,
+    db: () => null,
+    expire: async (scope, key) => {
+      const id = `${scope}\u0000${key}`;
+      const found = memory.records.get(id);
+      if (found) memory.records.set(id, { ...found, expiresAt: new Date(Date.now() - 3_600_000 + memory.records.size) });
+    },
+    untilSomeoneWaits: async () => {},
+  }),
+  async () => {},
+);
