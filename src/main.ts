@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}/graphql`;
-    logger.info({ url }, 'GraphQL API ready');
+    logger.info({ url, node: process.version }, 'GraphQL API ready');
     if (config.nodeEnv !== 'production') {
       process.stdout.write(`\nGraphQL API: ${url}\nDevelopment token (user dev-user, 30 days):\n${token}\n\n`);
     }

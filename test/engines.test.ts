@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import semver from 'semver';
@@ -28,5 +29,29 @@ describe('declared Node.js engine', () => {
         ([location, entry]) => `${location.replace(/^.*node_modules\//, '')}@${entry.version} wants node ${JSON.stringify(entry.engines)}`,
       );
     expect(unsupported).toEqual([]);
+  });
+});
+
+// Every npm script runs on the Node.js of the `node` development dependency: npm puts
+// node_modules/.bin first on PATH. .nvmrc and the Docker image name the same release.
+describe('pinned Node.js runtime', () => {
+  const pinned = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> })
+    .devDependencies.node;
+
+  it('is an exact version that the declared engine range admits', () => {
+    expect(pinned).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(semver.satisfies(pinned ?? '', manifest.engines.node)).toBe(true);
+  });
+
+  it('is the version installed in node_modules/.bin', () => {
+    const installed = execFileSync(path.join(ROOT, 'node_modules/.bin/node'), ['--version'], { encoding: 'utf8' }).trim();
+    expect(installed).toBe(`v${pinned}`);
+  });
+
+  it('is the version of .nvmrc and of every Docker base image', () => {
+    expect(readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim()).toBe(pinned);
+    const images = [...readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').matchAll(/^FROM (\S+)/gm)].map((match) => match[1]);
+    expect(images.length).toBeGreaterThan(0);
+    for (const image of images) expect(image).toBe(`node:${pinned}-bookworm-slim`);
   });
 });

@@ -33,6 +33,8 @@ interface ServerProcess {
 interface Ready {
   readonly url: string;
   readonly token: string | undefined;
+  /** `process.version` of the server, from its readiness line. */
+  readonly node: unknown;
 }
 
 interface ProductNode {
@@ -104,7 +106,7 @@ async function waitForReady(server: ServerProcess, expectToken = true): Promise<
       const token = /Development token[^\n]*\n(\S+)\n/.exec(server.output.stdout)?.[1];
       if (line && typeof line.url === 'string' && (token || !expectToken)) {
         server.child.stdout?.off('data', check);
-        resolve({ url: line.url, token });
+        resolve({ url: line.url, token, node: line.node });
       }
     };
     server.child.stdout?.on('data', check);
@@ -215,8 +217,9 @@ describe('server start-up with an embedded PostgreSQL', () => {
   it('initialises an empty DATA_DIR, seeds the demo catalog, prints a working token and stops cleanly on SIGTERM', async () => {
     expect(existsSync(dataDir)).toBe(false);
     const server = spawnServer({ DATA_DIR: dataDir });
-    const { url, token } = await waitForReady(server);
+    const { url, token, node } = await waitForReady(server);
     expect(server.output.stdout).toContain(`GraphQL API: ${url}`);
+    expect(node).toBe(process.version);
 
     const catalog = await products(url);
     expect(catalog.length).toBeGreaterThanOrEqual(12);
