@@ -1,10 +1,11 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { decodeCursor, encodeCursor, invalidCursor, requireUuid } from '../cursor';
 import { BadUserInputError, SkuTakenError } from '../errors';
-import { appendEvent, productCreated } from '../events';
+import { appendEvent } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Product } from './product.entity';
+import { productCreated } from './product.events';
 
 export interface NewProduct {
   readonly sku: string;

@@ -2,18 +2,14 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { v5 as uuidV5 } from 'uuid';
 import { OutboxEvent } from './event.entity';
 
-/** The event types written to the outbox; their `data` is described in docs/events.md. */
-export const EventType = {
-  OrderPlaced: 'OrderPlaced',
-  OrderCancelled: 'OrderCancelled',
-  ProductCreated: 'ProductCreated',
-} as const;
-export type EventType = (typeof EventType)[keyof typeof EventType];
-
-/** An event as a mutation states it. */
+/**
+ * An event as a mutation states it. The outbox knows no event type: each module names its own
+ * (src/orders/order.events.ts, src/catalog/product.events.ts) and docs/events.md describes them.
+ */
 export interface NewEvent {
-  readonly type: EventType;
-  /** The id of the order or product the event is about. */
+  /** A PascalCase name, also the relay's subject suffix (`events.<type>`). */
+  readonly type: string;
+  /** The id of what the event is about (an order, a product). */
   readonly subjectId: string;
   readonly occurredAt: Date;
   readonly data: Record<string, unknown>;
@@ -23,11 +19,11 @@ export interface NewEvent {
 const EVENT_ID_NAMESPACE = '0d7f6c55-3c2e-4f1b-9a53-5d0e8f4b7a21';
 
 /**
- * The event's id: a name-based UUID (version 5) of its type and subject. Each type happens at
- * most once per order or product (placed once, cancelled once, created once), so the id names
- * the fact itself: every write, publish or delivery of it carries the same id.
+ * The event's id: a name-based UUID (version 5) of its type and subject. A type names something
+ * that happens at most once to its subject (an order is placed once, cancelled once), so the id
+ * names the fact itself: every write, publish or delivery of it carries the same id.
  */
-export function eventId(type: EventType, subjectId: string): string {
+export function eventId(type: string, subjectId: string): string {
   return uuidV5(`${type}:${subjectId}`, EVENT_ID_NAMESPACE);
 }
 

@@ -4,10 +4,11 @@ import { isAdmin, type Viewer } from '../auth/token';
 import { Product } from '../catalog/product.entity';
 import { cursorInstant, decodeCursor, encodeCursor, invalidCursor, isUuid, requireUuid } from '../cursor';
 import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
-import { appendEvent, orderCancelled, orderPlaced } from '../events';
+import { appendEvent } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Order, OrderStatus } from './order.entity';
+import { orderCancelled, orderPlaced } from './order.events';
 import { OrderLine } from './order-line.entity';
 
 export interface NewOrderLine {

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { signToken } from '../../src/auth/token';
-import { EventType, eventId } from '../../src/events';
+import { eventId } from '../../src/events';
+import { OrderEvent } from '../../src/orders/order.events';
 import { postGraphQL, SPAWNED_JWT_SECRET, serverEnv, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
@@ -105,13 +106,13 @@ describe('exactly-once events under concurrent writers', () => {
           const replayed = await send(PLACE, { input }, token, key);
           expect(replayed.body.data).toEqual(placed.body.data);
           const orderId = placed.body.data!.createOrder.order.id;
-          expected.push(eventId(EventType.OrderPlaced, orderId));
+          expected.push(eventId(OrderEvent.OrderPlaced, orderId));
           const failed = await send(PLACE, { input: { lines: [{ productId, quantity: 1001 }] } }, token);
           expect(failed.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
           if (round % 2 === 0) {
             const cancelled = await send(CANCEL, { input: { orderId } }, token);
             expect(cancelled.body.errors).toBeUndefined();
-            expected.push(eventId(EventType.OrderCancelled, orderId));
+            expected.push(eventId(OrderEvent.OrderCancelled, orderId));
             const again = await send(CANCEL, { input: { orderId } }, token);
             expect(again.body.errors?.[0]?.extensions?.code).toBe('ORDER_NOT_CANCELLABLE');
           }
@@ -133,7 +134,7 @@ describe('exactly-once events under concurrent writers', () => {
     // Each order's OrderPlaced comes before its OrderCancelled.
     const position = new Map(ids.map((id, index) => [id, index]));
     for (const node of feed.seen.slice(before).filter((event) => event.type === 'OrderCancelled')) {
-      expect(position.get(eventId(EventType.OrderPlaced, node.data.orderId as string))).toBeLessThan(position.get(node.id) as number);
+      expect(position.get(eventId(OrderEvent.OrderPlaced, node.data.orderId as string))).toBeLessThan(position.get(node.id) as number);
     }
   });
 
@@ -245,10 +246,10 @@ describe('a server killed in the middle of a mutation', () => {
       }
       return (await client.query<{ id: string; order_id: string }>(`select id, data->>'orderId' as order_id from outbox_events`)).rows;
     });
-    expect(rows).toEqual([{ id: eventId(EventType.OrderPlaced, orderId), order_id: orderId }]);
+    expect(rows).toEqual([{ id: eventId(OrderEvent.OrderPlaced, orderId), order_id: orderId }]);
     expect(await withClient(databaseUrl, async (client) => (await client.query('select id from orders')).rows)).toEqual([{ id: orderId }]);
 
     const feed = await postGraphQL<FeedPage>(restarted.url, EVENTS, { first: 10 }, { authorization: `Bearer ${token}` });
-    expect(feed.body.data?.events.edges.map((edge) => edge.node.id)).toEqual([eventId(EventType.OrderPlaced, orderId)]);
+    expect(feed.body.data?.events.edges.map((edge) => edge.node.id)).toEqual([eventId(OrderEvent.OrderPlaced, orderId)]);
   });
 });

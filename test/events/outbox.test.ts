@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { EventType, eventId } from '../../src/events';
+import { ProductEvent } from '../../src/catalog/product.events';
+import { eventId } from '../../src/events';
+import { OrderEvent } from '../../src/orders/order.events';
 import { withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 
@@ -58,7 +60,7 @@ describe('the transactional outbox', () => {
     const written = (await events()).slice(before);
     expect(written).toEqual([
       {
-        id: eventId(EventType.OrderPlaced, orderId),
+        id: eventId(OrderEvent.OrderPlaced, orderId),
         type: 'OrderPlaced',
         data: expect.objectContaining({
           orderId,
@@ -84,7 +86,7 @@ describe('the transactional outbox', () => {
     const written = (await events()).slice(before);
     expect(written).toEqual([
       {
-        id: eventId(EventType.OrderCancelled, orderId),
+        id: eventId(OrderEvent.OrderCancelled, orderId),
         type: 'OrderCancelled',
         data: { orderId, userId: 'alice', restocked: [{ productId, quantity: 1 }] },
       },
@@ -101,7 +103,7 @@ describe('the transactional outbox', () => {
     const rows = await sql<{ id: string }>(`select id from outbox_events where data->>'orderId' = $1 and type = 'OrderCancelled'`, [
       orderId,
     ]);
-    expect(rows).toEqual([{ id: eventId(EventType.OrderCancelled, orderId) }]);
+    expect(rows).toEqual([{ id: eventId(OrderEvent.OrderCancelled, orderId) }]);
   });
 
   it('writes nothing for an order that fails on stock', async () => {
@@ -121,7 +123,7 @@ describe('the transactional outbox', () => {
 
     expect((await events()).slice(before)).toEqual([
       {
-        id: eventId(EventType.ProductCreated, id),
+        id: eventId(ProductEvent.ProductCreated, id),
         type: 'ProductCreated',
         data: { productId: id, sku: input.sku, name: input.name, priceCents: 700, currency: 'USD', stock: 3 },
       },
@@ -132,9 +134,9 @@ describe('the transactional outbox', () => {
 describe('eventId', () => {
   it('is the same for the same fact and differs across types and subjects', () => {
     const order = randomUUID();
-    expect(eventId(EventType.OrderPlaced, order)).toBe(eventId(EventType.OrderPlaced, order));
-    expect(eventId(EventType.OrderPlaced, order)).not.toBe(eventId(EventType.OrderCancelled, order));
-    expect(eventId(EventType.OrderPlaced, order)).not.toBe(eventId(EventType.OrderPlaced, randomUUID()));
-    expect(eventId(EventType.OrderPlaced, order)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(eventId(OrderEvent.OrderPlaced, order)).toBe(eventId(OrderEvent.OrderPlaced, order));
+    expect(eventId(OrderEvent.OrderPlaced, order)).not.toBe(eventId(OrderEvent.OrderCancelled, order));
+    expect(eventId(OrderEvent.OrderPlaced, order)).not.toBe(eventId(OrderEvent.OrderPlaced, randomUUID()));
+    expect(eventId(OrderEvent.OrderPlaced, order)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 });

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { connect, type NatsConnection } from 'nats';
 import { Client } from 'pg';
 import { signToken } from '../../src/auth/token';
-import { EventType, eventId } from '../../src/events';
+import { eventId } from '../../src/events';
+import { OrderEvent } from '../../src/orders/order.events';
 import { postGraphQL, SPAWNED_JWT_SECRET, serverEnv, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
@@ -89,7 +90,7 @@ describe('the JetStream relay', () => {
     spawnRelay(server.databaseUrl, nats.url);
     await until(async () => (await unpublished()) === 0);
     const messages = await streamMessages(nc);
-    expect(messages.map((message) => message.msgId).sort()).toEqual(orderIds.map((id) => eventId(EventType.OrderPlaced, id)).sort());
+    expect(messages.map((message) => message.msgId).sort()).toEqual(orderIds.map((id) => eventId(OrderEvent.OrderPlaced, id)).sort());
     await expectEachOrderOnce(orderIds);
   });
 

@@ -1,12 +1,17 @@
-import type { Product } from '../catalog/product.entity';
-import type { Order } from '../orders/order.entity';
-import type { OrderLine } from '../orders/order-line.entity';
-import { EventType, type NewEvent } from './outbox';
+import type { NewEvent } from '../events';
+import type { Order } from './order.entity';
+import type { OrderLine } from './order-line.entity';
+
+/** The events an order's life appends to the outbox; docs/events.md describes their data. */
+export const OrderEvent = {
+  OrderPlaced: 'OrderPlaced',
+  OrderCancelled: 'OrderCancelled',
+} as const;
 
 /** OrderPlaced: the order as placed, with the prices its lines fixed. */
 export function orderPlaced(order: Order, lines: readonly OrderLine[]): NewEvent {
   return {
-    type: EventType.OrderPlaced,
+    type: OrderEvent.OrderPlaced,
     subjectId: order.id,
     occurredAt: order.createdAt,
     data: {
@@ -29,30 +34,13 @@ export function orderPlaced(order: Order, lines: readonly OrderLine[]): NewEvent
 export function orderCancelled(order: Order, lines: readonly OrderLine[]): NewEvent {
   const cancelledAt = order.cancelledAt ?? new Date();
   return {
-    type: EventType.OrderCancelled,
+    type: OrderEvent.OrderCancelled,
     subjectId: order.id,
     occurredAt: cancelledAt,
     data: {
       orderId: order.id,
       userId: order.userId,
       restocked: lines.map((line) => ({ productId: line.product.id, quantity: line.quantity })),
-    },
-  };
-}
-
-/** ProductCreated: the new product as stored. */
-export function productCreated(product: Product): NewEvent {
-  return {
-    type: EventType.ProductCreated,
-    subjectId: product.id,
-    occurredAt: product.createdAt,
-    data: {
-      productId: product.id,
-      sku: product.sku,
-      name: product.name,
-      priceCents: product.priceCents,
-      currency: product.currency,
-      stock: product.stock,
     },
   };
 }
