@@ -9,12 +9,7 @@ import type {
   RouteOptions,
 } from 'fastify';
 import { ErrorCode } from '../errors';
-
-/** The response media types of the GraphQL-over-HTTP specification, written as Apollo Server writes them. */
-const MEDIA_TYPES = {
-  json: 'application/json; charset=utf-8',
-  graphqlResponse: 'application/graphql-response+json; charset=utf-8',
-} as const;
+import { essenceOf, MEDIA_TYPES, prefersHtml, requestContentTypeProblem, responseMediaType } from './media-types';
 
 /** How the GraphQL route is served beyond the specification. */
 export interface GraphQLOverHttpOptions {
@@ -81,23 +76,6 @@ function negotiateRequest(options: GraphQLOverHttpOptions): onRequestHookHandler
     }
     dropAbsentGetParameters(request);
   };
-}
-
-/**
- * Only application/json in UTF-8 is read: Fastify would decode any declared charset as UTF-8, and
- * other types were refused by Fastify or by Apollo's CSRF check rather than with a plain 415.
- */
-function requestContentTypeProblem(contentType: string | undefined): string | null {
-  if (!contentType) return 'A POST request needs Content-Type: application/json';
-  const mediaType = parseMediaType(contentType);
-  if (mediaType === null || `${mediaType.type}/${mediaType.subtype}` !== 'application/json') {
-    return `Content-Type ${contentType} is not supported: send application/json`;
-  }
-  const charset = mediaType.params.get('charset')?.toLowerCase();
-  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
-    return `Request bodies must be UTF-8, got charset=${charset}`;
-  }
-  return null;
 }
 
 /**
@@ -200,109 +178,6 @@ function sendRequestError(reply: FastifyReply, status: number, mediaType: string
 
 function responseMediaTypeOf(request: FastifyRequest): string {
   return responseMediaType(headerValue(request.headers.accept)) ?? MEDIA_TYPES.json;
-}
-
-/** The media type Apollo will answer with, or null when the client accepts neither (406). */
-function responseMediaType(accept: string | undefined): string | null {
-  // No Accept: application/json, the legacy default that Apollo keeps (see docs/graphql-over-http.md).
-  if (!accept) return MEDIA_TYPES.json;
-  return negotiate(accept, [MEDIA_TYPES.json, MEDIA_TYPES.graphqlResponse]);
-}
-
-/** Apollo's own rule for serving its landing page: text/html strictly preferred over both JSON types. */
-function prefersHtml(accept: string | undefined): boolean {
-  return !!accept && negotiate(accept, [MEDIA_TYPES.json, MEDIA_TYPES.graphqlResponse, 'text/html']) === 'text/html';
-}
-
-interface MediaType {
-  readonly type: string;
-  readonly subtype: string;
-  readonly params: ReadonlyMap<string, string>;
-}
-
-/**
- * RFC 9110 proactive negotiation as Apollo's `negotiator` does it: each candidate takes the quality
- * of its most specific matching range; highest quality wins, then specificity, then the client's
- * order, then the order of `candidates`.
- */
-function negotiate(accept: string, candidates: readonly string[]): string | null {
-  const ranges = splitOutside(accept, ',').flatMap((part, order) => {
-    const range = parseMediaType(part);
-    if (range === null) return [];
-    const q = Number.parseFloat(range.params.get('q') ?? '1');
-    return [{ range, order, q: Number.isNaN(q) ? 0 : q }];
-  });
-  const ranked = candidates.flatMap((candidate, index) => {
-    const type = parseMediaType(candidate);
-    let best: { q: number; specificity: number; order: number } | null = null;
-    for (const { range, order, q } of ranges) {
-      const specificity = matchSpecificity(range, type);
-      if (specificity === null) continue;
-      if (best === null || specificity > best.specificity || (specificity === best.specificity && q > best.q))
-        best = { q, specificity, order };
-    }
-    return best !== null && best.q > 0 ? [{ candidate, index, ...best }] : [];
-  });
-  ranked.sort((a, b) => b.q - a.q || b.specificity - a.specificity || a.order - b.order || a.index - b.index);
-  return ranked[0]?.candidate ?? null;
-}
-
-function matchSpecificity(range: MediaType, type: MediaType | null): number | null {
-  if (type === null) return null;
-  let specificity = 0;
-  if (range.type === type.type) specificity |= 4;
-  else if (range.type !== '*') return null;
-  if (range.subtype === type.subtype) specificity |= 2;
-  else if (range.subtype !== '*') return null;
-  const params = [...range.params].filter(([name]) => name !== 'q');
-  if (params.length > 0) {
-    if (!params.every(([name, value]) => value === '*' || value.toLowerCase() === type.params.get(name)?.toLowerCase())) return null;
-    specificity |= 1;
-  }
-  return specificity;
-}
-
-/** `type/subtype; name=value` with lower-cased names; null when it is not a media type. */
-function parseMediaType(value: string): MediaType | null {
-  const [essence = '', ...parameters] = splitOutside(value, ';');
-  const match = /^([^\s/]+)\/([^\s/]+)$/.exec(essence.trim().toLowerCase());
-  if (!match) return null;
-  const params = new Map<string, string>();
-  for (const parameter of parameters) {
-    const equals = parameter.indexOf('=');
-    if (equals === -1) continue;
-    params.set(
-      parameter.slice(0, equals).trim().toLowerCase(),
-      parameter
-        .slice(equals + 1)
-        .trim()
-        .replace(/^"(.*)"$/, '$1'),
-    );
-  }
-  return { type: match[1]!, subtype: match[2]!, params };
-}
-
-function essenceOf(contentType: unknown): string | null {
-  const mediaType = typeof contentType === 'string' ? parseMediaType(contentType) : null;
-  return mediaType && `${mediaType.type}/${mediaType.subtype}`;
-}
-
-/** Splits on a separator that is not inside a quoted string. */
-function splitOutside(value: string, separator: ',' | ';'): string[] {
-  const parts: string[] = [];
-  let current = '';
-  let quoted = false;
-  for (const char of value) {
-    if (char === '"') quoted = !quoted;
-    if (char === separator && !quoted) {
-      parts.push(current);
-      current = '';
-    } else {
-      current += char;
-    }
-  }
-  parts.push(current);
-  return parts;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
