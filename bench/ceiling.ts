@@ -71,29 +71,32 @@ export class SqlCeiling {
   }
 }
 
-interface LockedRow {
+interface TakenRow {
   id: string;
   price_cents: number;
-  stock: number;
+  currency: string;
 }
 
 /**
- * One order as src/orders/order.service.ts places it: the products locked in id order, the
- * order, its lines and the stock update (MikroORM's flush), the OrderPlaced event.
+ * One order as src/orders/order.service.ts places it: the stock taken in one statement that
+ * locks the products in id order, the order, its lines, the OrderPlaced event.
  */
 async function placeOrder(client: pg.PoolClient, user: string, lines: readonly { id: string; quantity: number }[]): Promise<void> {
   await client.query('begin');
-  const ids = lines.map((line) => line.id).sort();
-  const { rows } = await client.query<LockedRow>(
-    'select "p0".* from "products" as "p0" where "p0"."id" in ($1, $2) order by "p0"."id" asc for update',
-    ids,
+  const sorted = [...lines].sort((a, b) => (a.id < b.id ? -1 : 1));
+  const { rows } = await client.query<TakenRow>(
+    `with wanted (id, quantity) as (values ($1::uuid, $2::int), ($3::uuid, $4::int)),
+          locked as materialized (
+            select p.id from products p where p.id in (select id from wanted) order by p.id for update
+          )
+     update products p set stock = p.stock - w.quantity
+       from wanted w join locked l on l.id = w.id
+      where p.id = w.id and p.stock >= w.quantity
+     returning p.id, p.sku, p.name, p.price_cents, p.currency, p.stock, p.created_at`,
+    sorted.flatMap((line) => [line.id, line.quantity]),
   );
   const byId = new Map(rows.map((row) => [row.id, row]));
-  const priced = lines.map((line) => ({
-    ...line,
-    price: (byId.get(line.id) as LockedRow).price_cents,
-    stock: (byId.get(line.id) as LockedRow).stock,
-  }));
+  const priced = lines.map((line) => ({ ...line, price: (byId.get(line.id) as TakenRow).price_cents }));
   const total = priced.reduce((sum, line) => sum + line.price * line.quantity, 0);
   const orderId = randomUUID();
   const now = new Date();
@@ -104,11 +107,6 @@ async function placeOrder(client: pg.PoolClient, user: string, lines: readonly {
   await client.query(
     'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
     priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
-  );
-  const [a, b] = priced as [(typeof priced)[number], (typeof priced)[number]];
-  await client.query(
-    'update "products" set "stock" = case when ("id" = $1) then $2 when ("id" = $3) then $4 else "stock" end where "id" in ($5, $6) returning "id"',
-    [a.id, a.stock - a.quantity, b.id, b.stock - b.quantity, a.id, b.id],
   );
   const data = {
     orderId,
