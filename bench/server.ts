@@ -24,8 +24,10 @@ export interface ReadyLine {
 /**
  * A bench-only server entry (never used by src/main.ts): the same stack as main.ts in
  * production mode, on a database the runner has already migrated and seeded. `--mode bypass`
- * replaces the idempotency engine with {@link BypassHandler}; `--cache-size` changes the
- * engine's replay cache (0: every replay reads the database).
+ * replaces the idempotency engine with {@link BypassHandler}; `--mode noevents` keeps the
+ * engine but builds the order rules with an event appender that writes nothing;
+ * `--cache-size` changes the engine's replay cache (0: every replay reads the database);
+ * `--cpu-profile` records a CPU profile from the first SIGUSR2 until the server stops.
  */
 async function serve(): Promise<void> {
   const args = readArgs('node dist/bench/server.js', {
