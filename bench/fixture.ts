@@ -12,7 +12,16 @@ import { migrate, openOrm } from '../src/database/orm';
 import { seedCatalog } from '../src/database/seed';
 import { withTimeout } from '../src/timeout';
 import type { ReadyLine } from './server';
-import { BENCH_JWT_SECRET, type Cleanup, isAlive, procMemory, reportIdleClientError, stopPid, waitForExit } from './support';
+import {
+  BENCH_JWT_SECRET,
+  type Cleanup,
+  isAlive,
+  procCpuSeconds,
+  procMemory,
+  reportIdleClientError,
+  stopPid,
+  waitForExit,
+} from './support';
 
 /** Stock every product gets, so that no run ever hits INSUFFICIENT_STOCK. */
 const STOCK = 1_000_000_000;
@@ -89,20 +98,32 @@ export interface BenchServer {
   rss(): Promise<number | undefined>;
   /** Peak resident set size since start (VmHWM), bytes. */
   peakRss(): Promise<number | undefined>;
+  /** CPU time the process has used so far (user + system, as process.cpuUsage counts it), seconds. */
+  cpuSeconds(): Promise<number | undefined>;
 }
 
 export interface ServerOptions {
-  readonly mode: 'engine' | 'bypass';
+  /** bare: bench/bare-server.ts (no API); the others: bench/server.ts --mode */
+  readonly mode: 'engine' | 'bypass' | 'noevents' | 'bare';
   readonly cacheSize?: number;
   /** Writes a V8 CPU profile of the server into this folder when it stops. */
   readonly profileDir?: string;
+  /** Takes a CPU profile through node:inspector into this file, from the first SIGUSR2 until the server stops. */
+  readonly cpuProfile?: string;
+  /** The dist folder of another build to run the server from (an A/B of two builds in one run); default: this build's. */
+  readonly dist?: string;
 }
 
 /** Starts a bench server on a free loopback port; it is stopped by pid when the command ends. */
 export async function startServer(cleanup: Cleanup, name: string, databaseUrl: string, options: ServerOptions): Promise<BenchServer> {
   const profile = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir, '--cpu-prof-name', `${name}.cpuprofile`] : [];
-  const args = [...profile, path.join(__dirname, 'server.js'), '--mode', options.mode, '--port', '0', '--database-url', databaseUrl];
+  const folder = options.dist ? path.join(path.resolve(options.dist), 'bench') : __dirname;
+  const args =
+    options.mode === 'bare'
+      ? [...profile, path.join(folder, 'bare-server.js'), '--port', '0']
+      : [...profile, path.join(folder, 'server.js'), '--mode', options.mode, '--port', '0', '--database-url', databaseUrl];
   if (options.cacheSize !== undefined) args.push('--cache-size', String(options.cacheSize));
+  if (options.cpuProfile !== undefined) args.push('--cpu-profile', options.cpuProfile);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start the ${name} server`);
@@ -118,6 +139,7 @@ export async function startServer(cleanup: Cleanup, name: string, databaseUrl: s
     origin,
     rss: () => procMemory(pid, 'VmRSS'),
     peakRss: () => procMemory(pid, 'VmHWM'),
+    cpuSeconds: () => procCpuSeconds(pid),
   };
 }
 

@@ -122,7 +122,13 @@ async function measure(options: LoadOptions): Promise<LoadResult> {
 type ErrorCounts = Pick<LoadResult, 'transport' | 'non2xx' | 'graphqlErrors' | 'notReplayed'>;
 
 /** A LoadResult from every response's completion time and latency, over `seconds`. */
-function loadResult(at: number[], latency: number[], seconds: number, counts: ErrorCounts, sampleError: string | undefined): LoadResult {
+export function loadResult(
+  at: number[],
+  latency: number[],
+  seconds: number,
+  counts: ErrorCounts,
+  sampleError: string | undefined,
+): LoadResult {
   const [p50, p99] = percentiles(latency, [50, 99]);
   return {
     responses: at.length,

@@ -1,4 +1,5 @@
 import type { LoadResult } from './load';
+import type { ProfileShare } from './profile';
 import { Section, sharedMachineNote, timestamp, writeResults } from './results';
 import type { LoadSettings, PurgeConditions, PurgeResult, StormResult } from './scenarios';
 import { fmt, mib, table } from './support';
@@ -13,6 +14,8 @@ export interface Row {
   readonly rounds?: readonly LoadResult[];
   /** Mean idempotency_engine_overhead_seconds per createOrder during the scenario, ms. */
   readonly engineMs?: number;
+  /** The server process's CPU time (user + system) over the measured seconds, per response, ms. */
+  readonly cpuMsPerRequest?: number;
 }
 
 export interface RunReport {
@@ -29,6 +32,14 @@ export interface RunReport {
   readonly scale: { readonly loadSeconds: number; readonly rows: number; readonly size: string };
   readonly purge: PurgeResult & { readonly leftExpired: number };
   readonly memory: readonly { readonly name: string; readonly peak: number | undefined }[];
+  /** The CPU profile of an engine server under first executions, by package. */
+  readonly profile: {
+    readonly busyMs: number;
+    readonly idleMs: number;
+    readonly shares: readonly ProfileShare[];
+    readonly responses: number;
+    readonly seconds: number;
+  };
 }
 
 interface Check {
@@ -64,8 +75,21 @@ export async function report(run: RunReport): Promise<void> {
   const { storm, purge } = run;
   const dip = purge.during.rps / purge.before.rps;
   const errors = run.rows.reduce((sum, row) => sum + row.result.errors, storm.errors);
+  const p50 = (name: string) => run.rows.find((row) => row.name === name)?.result.p50 ?? Number.NaN;
+  const has = (name: string) => run.rows.some((row) => row.name === name);
   const checks: Check[] = [
+    ratio('baseline', 'sql', 0.5),
+    ratio('first', 'sql', 0.45),
+    ratio('floor', 'bare', 0.7),
     ratio('first', 'baseline', 0.85),
+    {
+      name: 'p99 / p50 of first',
+      value: `${fmt(p99('first') / p50('first'), 2)} (${fmt(p99('first'), 1)} / ${fmt(p50('first'), 1)} ms)`,
+      target: '≤ 3',
+      pass: p99('first') <= 3 * p50('first'),
+    },
+    ratio('first', 'first-noevents', 0.9),
+    ...(has('baseline-B') ? [{ ...ratio('baseline', 'baseline-B', 1.05), target: 'A/B: ≥ 1.05 to adopt', pass: undefined }] : []),
     // A replay executes the payload from the in-process record cache (there is no whole-response cache).
     ratio('replay', 'floor', 0.6),
     ratio('replay-db', 'first', 2),
@@ -101,7 +125,7 @@ export async function report(run: RunReport): Promise<void> {
   ];
 
   const scenarioTable = table(
-    ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'responses', 'engine ms/call'],
+    ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'responses', 'CPU ms/req', 'engine ms/call'],
     [
       ...run.rows.map((row) => [
         row.name,
@@ -111,9 +135,20 @@ export async function report(run: RunReport): Promise<void> {
         fmt(row.result.p99, 1),
         fmt(row.result.errors),
         fmt(row.result.responses),
+        fmt(row.cpuMsPerRequest, 2),
         fmt(row.engineMs, 2),
       ]),
-      ['storm', 'engine', 'n/a', fmt(storm.p50, 1), fmt(storm.p99, 1), fmt(storm.errors), `${fmt(storm.keys)} × ${fmt(storm.size)}`, 'n/a'],
+      [
+        'storm',
+        'engine',
+        'n/a',
+        fmt(storm.p50, 1),
+        fmt(storm.p99, 1),
+        fmt(storm.errors),
+        `${fmt(storm.keys)} × ${fmt(storm.size)}`,
+        'n/a',
+        'n/a',
+      ],
       [
         'purge (first under load, second database)',
         'engine-scale',
@@ -122,6 +157,7 @@ export async function report(run: RunReport): Promise<void> {
         fmt(purge.during.p99, 1),
         fmt(purge.load.errors),
         fmt(purge.during.responses),
+        'n/a',
         'n/a',
       ],
     ],
@@ -145,13 +181,13 @@ export async function report(run: RunReport): Promise<void> {
     run.environment,
     `- Command: \`${run.command}\``,
     `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
-    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (floor, replay, scale-replay · baseline, first, scale-first, replay-db, scale-replay-db), after one unmeasured ${run.settings.seconds} s pass of every scenario of the group (so that no server starts its rounds on less warmed-up code), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
+    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (${groupsText(run.rows)}), after one unmeasured ${run.settings.seconds} s pass of every scenario of the group (so that no server starts its rounds on less warmed-up code), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
     '',
     '### Scenarios',
     '',
     scenarioTable,
     '',
-    'floor: `{ __typename }` with a bearer token · baseline: createOrder with the engine bypassed (bench/bypass-handler.ts) · first: a new key per request · replay: one stored key, the same request again and again; each replay executes the payload from the in-process record cache · replay-db: random stored keys on a server with the replay cache off (one primary-key read each) · storm: concurrent duplicates of one key, repeated per key · scale-*: the same on a second database of the same PostgreSQL, holding the records below, on servers of its own; measured in the same rounds as the others · engine ms/call: mean of the server’s own `idempotency_engine_overhead_seconds` over the scenario (warm-up included; it counts everything around the mutation: pool waits, the lookup, BEGIN, the record insert and COMMIT).',
+    'bare: `{ hello }` on Apollo Server 5 standalone with a TypeGraphQL schema of that one field, no middleware (bench/bare-server.ts) · sql: the baseline’s statements from a tight `pg` loop on as many connections as the load generator has (bench/ceiling.ts), a transaction per response; the SQL ceiling · floor: `{ __typename }` with a bearer token · baseline: createOrder with the engine bypassed (bench/bypass-handler.ts) · first: a new key per request · first-noevents: the same on an engine server whose order rules append no outbox event (bench/server.ts --mode noevents) · baseline-B: the baseline on another build (`--compare-dist`), for an A/B · replay: one stored key, the same request again and again; each replay executes the payload from the in-process record cache · replay-db: random stored keys on a server with the replay cache off (one primary-key read each) · storm: concurrent duplicates of one key, repeated per key · scale-*: the same on a second database of the same PostgreSQL, holding the records below, on servers of its own; measured in the same rounds as the others · CPU ms/req: the server process’s CPU time (user + system, /proc/<pid>/stat) over the measured seconds per response; it includes work finishing after a round’s last response · engine ms/call: mean of the server’s own `idempotency_engine_overhead_seconds` over the scenario (warm-up included; it counts everything around the mutation: pool waits, the lookup, BEGIN, the record insert and COMMIT).',
     '',
     `Storm: ${fmt(storm.keys)} keys × ${fmt(storm.size)} concurrent requests; orders per key ${storm.minExecutions}..${storm.maxExecutions} (from the database), engine executions ${fmt(storm.engineExecuted)}, replayed answers ${fmt(storm.replayed)}, keys with differing answers ${storm.divergentKeys}.`,
     '',
@@ -162,6 +198,12 @@ export async function report(run: RunReport): Promise<void> {
     '### Ratios and targets',
     '',
     checkTable,
+    '',
+    '### CPU profile of first executions',
+    '',
+    `An engine server of its own with V8’s profiler on (node:inspector, after a pass and a warm-up), under first executions for ${fmt(run.profile.seconds, 1)} s (${fmt(run.profile.responses)} responses, ${fmt(run.profile.responses / run.profile.seconds)} req/s with the profiler’s overhead): ${fmt(run.profile.busyMs)} ms busy, ${fmt(run.profile.idleMs)} ms idle. Self time by package (\`src/*\`: this app; \`native:\` functions without script, such as socket writes):`,
+    '',
+    profileTable(run.profile.shares),
     '',
     '### Memory',
     '',
@@ -177,7 +219,8 @@ export async function report(run: RunReport): Promise<void> {
     Section.Latest,
     body,
     `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections × ${run.rounds} rounds): ` +
-      `first/baseline ${key('first / baseline')}, replay/floor ${key('replay / floor')}, replay-db/first ${key('replay-db / first')}, ` +
+      `baseline/sql ${key('baseline / sql')}, first/sql ${key('first / sql')}, floor/bare ${key('floor / bare')}, first/baseline ${key('first / baseline')}, p99/p50 first ${key('p99 / p50')}, first/first-noevents ${key('first / first-noevents')}${has('baseline-B') ? `, baseline/baseline-B ${key('baseline / baseline-B')}` : ''}, ` +
+      `sql ${fmt(rps('sql'))} tx/s, bare ${fmt(rps('bare'))} req/s, replay/floor ${key('replay / floor')}, replay-db/first ${key('replay-db / first')}, ` +
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
       `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${targets.length} checks pass`,
   );
@@ -189,6 +232,26 @@ function roundRatios(rows: readonly Row[], a: string, b: string): string | undef
   const second = rows.find((row) => row.name === b)?.rounds;
   if (!first || !second || first.length < 2 || first.length !== second.length) return undefined;
   return first.map((result, index) => fmt(result.rps / (second[index] as LoadResult).rps, 2)).join(', ');
+}
+
+/** The groups of scenarios, as they ran: `a, b · c, d`. */
+function groupsText(rows: readonly Row[]): string {
+  const firstGroup = new Set(['bare', 'floor', 'replay', 'scale-replay']);
+  const names = (inFirst: boolean) => rows.filter((row) => firstGroup.has(row.name) === inFirst).map((row) => row.name);
+  return `${names(true).join(', ')} · ${names(false).join(', ')}`;
+}
+
+/** The profile's largest shares, the rest summed in one line. */
+function profileTable(shares: readonly ProfileShare[]): string {
+  const shown = shares.slice(0, 15);
+  const rest = shares.slice(15);
+  const rows = shown.map((share) => [share.where, fmt(share.ms), `${fmt(share.share * 100, 1)} %`]);
+  if (rest.length > 0) {
+    const ms = rest.reduce((sum, share) => sum + share.ms, 0);
+    const part = rest.reduce((sum, share) => sum + share.share, 0);
+    rows.push([`${rest.length} others`, fmt(ms), `${fmt(part * 100, 1)} %`]);
+  }
+  return table(['where (self time)', 'ms', 'share of busy time'], rows);
 }
 
 /** The purge's conditions (see {@link PurgeConditions}) as one sentence. */

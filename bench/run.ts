@@ -1,5 +1,8 @@
 import 'reflect-metadata';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { SqlCeiling } from './ceiling';
 import {
   addDatabase,
   type BenchServer,
@@ -13,7 +16,8 @@ import {
   startServer,
   userId,
 } from './fixture';
-import { combine, type LoadResult, summary } from './load';
+import { combine, type LoadResult, runLoad, summary } from './load';
+import { profileByPackage } from './profile';
 import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
 import {
@@ -28,7 +32,7 @@ import {
   runId,
   storm,
 } from './scenarios';
-import { commandLine, fmt, numberArg, readArgs, runCommand } from './support';
+import { commandLine, fmt, numberArg, readArgs, runCommand, stopPid } from './support';
 
 /** Records preloaded for the no-scale replay-db run (the scale run loads --records). */
 const SMALL_RECORDS = 10_000;
@@ -48,6 +52,10 @@ runCommand(async (cleanup) => {
     'storm-keys': { type: 'string', default: '50', description: 'keys in the storm scenario' },
     'storm-size': { type: 'string', default: '100', description: 'concurrent requests per storm key' },
     profile: { type: 'string', description: 'folder for V8 CPU profiles of the servers (written when they stop)' },
+    'compare-dist': {
+      type: 'string',
+      description: "another build's dist folder: its bypass server runs as baseline-B in the baseline's rounds (an A/B of two builds)",
+    },
   });
   const settings: LoadSettings = {
     seconds: numberArg(args, 'duration', 1),
@@ -74,11 +82,21 @@ runCommand(async (cleanup) => {
   const uncached = await startServer(cleanup, 'engine-nocache', db.url, { mode: 'engine', cacheSize: 0, profileDir });
   const scaleEngine = await startServer(cleanup, 'engine-scale', scaleDb.url, { mode: 'engine', profileDir });
   const scaleUncached = await startServer(cleanup, 'engine-scale-nocache', scaleDb.url, { mode: 'engine', cacheSize: 0, profileDir });
+  // The anchors and variants: Apollo standalone with one field, and the engine without outbox events.
+  const bare = await startServer(cleanup, 'bare', db.url, { mode: 'bare', profileDir });
+  const noEvents = await startServer(cleanup, 'engine-noevents', db.url, { mode: 'noevents', profileDir });
+  const compareDist = args['compare-dist'];
+  const bypassB =
+    compareDist === undefined
+      ? undefined
+      : await startServer(cleanup, 'bypass-B', db.url, { mode: 'bypass', dist: compareDist, profileDir });
   const recordTokens = await mintTokens(RECORD_USERS);
   const tokens = recordTokens.slice(0, users);
   const products = await productIds(db.pool);
   const bodies = orderBodies(products);
   const scaleBodies = orderBodies(await productIds(scaleDb.pool));
+  const ceiling = new SqlCeiling(db.url, products, users, settings.connections);
+  cleanup.add('close the SQL ceiling pool', () => ceiling.close());
 
   // The stored key every replay uses (one per database); its record is the template of the loaded ones.
   const template = { userId: userId(0), key: `replay-${id}` };
@@ -113,6 +131,7 @@ runCommand(async (cleanup) => {
   const measureRounds = async (count: number, group: readonly Scenario[]) => {
     const runs = group.map(() => [] as LoadResult[]);
     const engineTime = group.map(() => ({ sum: 0, count: 0 }));
+    const cpuTime: (number | undefined)[] = group.map(() => 0);
     // One unmeasured pass first: a server that has served nothing of this group yet (the bypass
     // server, say) would otherwise run its first round on less warmed-up code than the others.
     for (const { name, server, run } of group) {
@@ -123,10 +142,16 @@ runCommand(async (cleanup) => {
       const order = round % 2 === 0 ? group.map((_, index) => index) : group.map((_, index) => group.length - 1 - index);
       for (const index of order) {
         const { name, server, run } = group[index] as Scenario;
-        const overhead = server === bypass ? undefined : await engineOverhead(server);
         const label = count > 1 ? `${name} (round ${round + 1} of ${count})` : name;
         process.stderr.write(`${label} on ${server.name}: ${settings.warmupSeconds} s warm-up, ${settings.seconds} s measured...\n`);
-        const result = await run(settings);
+        // The warm-up runs apart, so that the server's CPU time and engine time cover the measured load only.
+        if (settings.warmupSeconds > 0) await run({ ...settings, seconds: settings.warmupSeconds, warmupSeconds: 0 });
+        const overhead = server.engine ? await engineOverhead(server) : undefined;
+        const cpuBefore = await server.cpuSeconds();
+        const result = await run({ ...settings, warmupSeconds: 0 });
+        const cpuAfter = await server.cpuSeconds();
+        const used = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
+        cpuTime[index] = used === undefined ? undefined : (cpuTime[index] ?? Number.NaN) + used;
         const spent = overhead ? await overhead() : undefined;
         const total = engineTime[index];
         if (spent && total) {
@@ -139,37 +164,51 @@ runCommand(async (cleanup) => {
     }
     group.forEach((scenario, index) => {
       const spent = engineTime[index] as { sum: number; count: number };
+      const result = combine(runs[index] as LoadResult[]);
       rows.push({
         name: scenario.name,
         server: scenario.server.name,
-        result: combine(runs[index] as LoadResult[]),
+        result,
         rounds: runs[index] as LoadResult[],
         engineMs: spent.count > 0 ? (spent.sum / spent.count) * 1000 : undefined,
+        cpuMsPerRequest: cpuTime[index] === undefined ? undefined : ((cpuTime[index] as number) / result.responses) * 1000,
       });
     });
   };
 
+  const engineSide = (server: BenchServer): RoundServer => ({ ...server, engine: true });
+  const plain = (server: BenchServer): RoundServer => ({ ...server, engine: false });
   await measureRounds(rounds, [
-    { name: 'floor', server: engine, run: (load) => floor(engine, tokens, load) },
-    { name: 'replay', server: engine, run: (load) => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, load) },
+    { name: 'bare', server: plain(bare), run: (load) => runLoad({ ...load, url: bare.url, next: () => BARE_REQUEST }) },
+    { name: 'floor', server: engineSide(engine), run: (load) => floor(engine, tokens, load) },
+    {
+      name: 'replay',
+      server: engineSide(engine),
+      run: (load) => replayOne(engine, tokens[0] as string, template.key, bodies[0] as string, load),
+    },
     {
       name: 'scale-replay',
-      server: scaleEngine,
+      server: engineSide(scaleEngine),
       run: (load) => replayOne(scaleEngine, tokens[0] as string, template.key, scaleBodies[0] as string, load),
     },
   ]);
   await measureRounds(rounds, [
-    { name: 'baseline', server: bypass, run: (load) => firstOrders(bypass, tokens, bodies, load) },
-    { name: 'first', server: engine, run: (load) => firstOrders(engine, tokens, bodies, load) },
-    { name: 'scale-first', server: scaleEngine, run: (load) => firstOrders(scaleEngine, tokens, scaleBodies, load) },
+    { name: 'sql', server: { ...SQL_SERVER, engine: false }, run: (load) => ceiling.run(load) },
+    { name: 'baseline', server: plain(bypass), run: (load) => firstOrders(bypass, tokens, bodies, load) },
+    ...(bypassB
+      ? [{ name: 'baseline-B', server: plain(bypassB), run: (load: LoadSettings) => firstOrders(bypassB, tokens, bodies, load) }]
+      : []),
+    { name: 'first', server: engineSide(engine), run: (load) => firstOrders(engine, tokens, bodies, load) },
+    { name: 'first-noevents', server: engineSide(noEvents), run: (load) => firstOrders(noEvents, tokens, bodies, load) },
+    { name: 'scale-first', server: engineSide(scaleEngine), run: (load) => firstOrders(scaleEngine, tokens, scaleBodies, load) },
     {
       name: 'replay-db',
-      server: uncached,
+      server: engineSide(uncached),
       run: (load) => replayLoaded(uncached, recordTokens, `small-${id}-`, SMALL_RECORDS, bodies[0] as string, load),
     },
     {
       name: 'scale-replay-db',
-      server: scaleUncached,
+      server: engineSide(scaleUncached),
       run: (load) => replayLoaded(scaleUncached, recordTokens, `live-${id}-`, records, scaleBodies[0] as string, load),
     },
   ]);
@@ -186,8 +225,11 @@ runCommand(async (cleanup) => {
   process.stderr.write(`  purged ${fmt(purge.deleted)} rows in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s)\n`);
   process.stderr.write(`  meanwhile: ${conditionsText(purge.conditions)}\n`);
 
+  process.stderr.write('CPU profile of an engine server under first executions...\n');
+  const profile = await profileFirst(cleanup, db.url, tokens, bodies, settings);
+
   const memory = await Promise.all(
-    [engine, bypass, uncached, scaleEngine, scaleUncached].map(async (server) => ({
+    [engine, bypass, uncached, scaleEngine, scaleUncached, noEvents, bare, ...(bypassB ? [bypassB] : [])].map(async (server) => ({
       name: server.name,
       peak: await server.peakRss(),
     })),
@@ -205,13 +247,59 @@ runCommand(async (cleanup) => {
     scale: { loadSeconds, rows: Number(tableSize.rows[0]?.rows), size: tableSize.rows[0]?.size ?? '?' },
     purge: { ...purge, leftExpired: Number(leftExpired.rows[0]?.n) },
     memory,
+    profile,
   });
 });
+
+/** The bare server's request: its one field, no token. */
+const BARE_REQUEST = { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ hello }' }) };
+
+const SQL_SERVER: BenchServer = {
+  name: 'PostgreSQL (pg loop)',
+  pid: 0,
+  url: '',
+  origin: '',
+  rss: async () => undefined,
+  peakRss: async () => undefined,
+  // Unknown: the ceiling's "server" is PostgreSQL itself, shared by every scenario.
+  cpuSeconds: async () => undefined,
+};
+
+/**
+ * A server of its own (so that the profiler slows no measured server) under first executions:
+ * after the warm-up, V8's CPU profiler (node:inspector) records the measured load; the server
+ * writes the profile when it is stopped. Its self time is summarised by package.
+ */
+async function profileFirst(
+  cleanup: import('./support').Cleanup,
+  databaseUrl: string,
+  tokens: readonly string[],
+  bodies: readonly string[],
+  settings: LoadSettings,
+) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'orders-bench-profile-'));
+  cleanup.add('remove the profile folder', () => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'engine-first.cpuprofile');
+  const server = await startServer(cleanup, 'engine-profiled', databaseUrl, { mode: 'engine', cpuProfile: file });
+  // A pass as long as the measured one first, as every measured server had its rounds before.
+  await firstOrders(server, tokens, bodies, { ...settings, warmupSeconds: 0 });
+  if (settings.warmupSeconds > 0)
+    await firstOrders(server, tokens, bodies, { ...settings, seconds: settings.warmupSeconds, warmupSeconds: 0 });
+  process.kill(server.pid, 'SIGUSR2');
+  const load = await firstOrders(server, tokens, bodies, { ...settings, warmupSeconds: 0 });
+  process.stderr.write(`  ${summary('first (profiled)', load)}\n`);
+  await stopPid(server.pid, 30_000);
+  if (!(await stat(file).catch(() => undefined))) throw new Error('the profiled server wrote no CPU profile');
+  return { ...(await profileByPackage(file)), responses: load.responses, seconds: load.seconds };
+}
+
+/** A server of a round; `engine`: it serves the engine's overhead histogram on /metrics. */
+type RoundServer = BenchServer & { readonly engine: boolean };
 
 /** One autocannon scenario on one server. */
 interface Scenario {
   readonly name: string;
-  readonly server: BenchServer;
+  readonly server: RoundServer;
   readonly run: (load: LoadSettings) => Promise<LoadResult>;
 }
 

@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../src/config';
@@ -8,6 +10,7 @@ import type { Idempotency } from '../src/idempotency';
 import { createLogger } from '../src/observability/logger';
 import { Metrics } from '../src/observability/metrics';
 import { ormMetricsSources } from '../src/observability/sources';
+import { OrderService } from '../src/orders/order.service';
 import { bypassIdempotency } from './bypass-handler';
 import { BENCH_JWT_SECRET, describeError, numberArg, readArgs, UsageError } from './support';
 
@@ -21,18 +24,26 @@ export interface ReadyLine {
 /**
  * A bench-only server entry (never used by src/main.ts): the same stack as main.ts in
  * production mode, on a database the runner has already migrated and seeded. `--mode bypass`
- * replaces the idempotency engine with {@link BypassHandler}; `--cache-size` changes the
- * engine's replay cache (0: every replay reads the database).
+ * replaces the idempotency engine with {@link BypassHandler}; `--mode noevents` keeps the
+ * engine but builds the order rules with an event appender that writes nothing;
+ * `--cache-size` changes the engine's replay cache (0: every replay reads the database);
+ * `--cpu-profile` records a CPU profile from the first SIGUSR2 until the server stops.
  */
 async function serve(): Promise<void> {
   const args = readArgs('node dist/bench/server.js', {
-    mode: { type: 'string', default: 'engine', description: 'engine | bypass' },
+    mode: { type: 'string', default: 'engine', description: 'engine | bypass | noevents' },
     port: { type: 'string', default: '0', description: 'port on 127.0.0.1; 0 picks a free one' },
     'database-url': { type: 'string', description: 'postgres:// URL of a migrated, seeded database' },
     'cache-size': { type: 'string', description: "engine replay cache entries (default: the engine's)" },
+    'cpu-profile': {
+      type: 'string',
+      description: 'file for a V8 CPU profile (.cpuprofile) taken from the first SIGUSR2 until the server stops',
+    },
   });
   const mode = args.mode;
-  if (mode !== 'engine' && mode !== 'bypass') throw new UsageError(`--mode must be engine or bypass, got ${mode}`);
+  if (mode !== 'engine' && mode !== 'bypass' && mode !== 'noevents') {
+    throw new UsageError(`--mode must be engine, bypass or noevents, got ${mode}`);
+  }
   const databaseUrl = args['database-url'];
   if (!databaseUrl) throw new UsageError('--database-url is required');
   const port = numberArg(args, 'port', 0);
@@ -50,6 +61,7 @@ async function serve(): Promise<void> {
     IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
   });
   const logger = createLogger(config.logLevel);
+  const profiler = args['cpu-profile'] === undefined ? undefined : cpuProfiler(args['cpu-profile']);
   let orm: MikroORM | undefined;
   let app: FastifyInstance | undefined;
   let stopping = false;
@@ -57,6 +69,7 @@ async function serve(): Promise<void> {
     if (stopping) return;
     stopping = true;
     try {
+      await profiler?.stop();
       await app?.close();
       await orm?.close(true);
     } finally {
@@ -79,11 +92,35 @@ async function serve(): Promise<void> {
       : cacheSize !== undefined
         ? createIdempotencyHandler(config, { observer: metrics.idempotencyObserver(), cacheSize })
         : undefined;
-  app = await buildApp({ config, orm, logger, metrics, idempotency });
+  // noevents: the engine, with the order rules appending no outbox event (the events' cost, measured).
+  const orders = mode === 'noevents' ? new OrderService(async () => {}) : undefined;
+  app = await buildApp({ config, orm, logger, metrics, idempotency, orders });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const ready: ReadyLine = { event: 'ready', port: typeof address === 'object' && address ? address.port : port, pid: process.pid };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
+}
+
+/**
+ * V8's CPU profiler through node:inspector, started by SIGUSR2 (so that the runner profiles the
+ * load it chooses, not the start-up) and written to `file` when stopped.
+ */
+function cpuProfiler(file: string): { stop(): Promise<void> } {
+  const session = new Session();
+  session.connect();
+  let started: Promise<unknown> | undefined;
+  process.once('SIGUSR2', () => {
+    started = session.post('Profiler.enable').then(() => session.post('Profiler.start'));
+  });
+  return {
+    stop: async () => {
+      if (!started) return;
+      await started;
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
 }
 
 serve().catch((error: unknown) => {

@@ -117,6 +117,24 @@ export async function procMemory(pid: number, field: 'VmRSS' | 'VmHWM'): Promise
   }
 }
 
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ, 100 on Linux). */
+const USER_HZ = 100;
+
+/**
+ * CPU time (user + system) of another process so far, seconds, from /proc/<pid>/stat: the same
+ * counters process.cpuUsage() reads inside it (getrusage), at 10 ms resolution.
+ */
+export async function procCpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The fields after the command name (which may hold spaces) start with the state, field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+  } catch {
+    return undefined;
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

@@ -15,9 +15,8 @@ import { permissions } from './permissions';
 const RESOLVERS = [ViewerResolver, ProductResolver, OrderResolver, OrderLineResolver, EventResolver] as const;
 
 /** The executable schema without permissions: what the SDL is printed from. */
-export function buildBaseSchema(idempotency: Idempotency = createIdempotency()): GraphQLSchema {
+export function buildBaseSchema(idempotency: Idempotency = createIdempotency(), orders = new OrderService()): GraphQLSchema {
   const catalog = new CatalogService();
-  const orders = new OrderService();
   const instances = new Map<unknown, unknown>([
     [ViewerResolver, new ViewerResolver()],
     [ProductResolver, new ProductResolver(catalog)],
@@ -63,8 +62,8 @@ function describeRootTypes(schema: GraphQLSchema): void {
  * request enters through a root field, where deny-by-default applies; wrapping the nested
  * fields too would only add a rule evaluation to each of them (all `allow`).
  */
-export function buildSchema(idempotency?: Idempotency): GraphQLSchema {
-  const schema = buildBaseSchema(idempotency);
+export function buildSchema(idempotency?: Idempotency, orders?: OrderService): GraphQLSchema {
+  const schema = buildBaseSchema(idempotency, orders);
   // shield generates a per-type field map (its option-less form is a single function, never used here).
   const rules = permissions.generate(schema) as IMiddlewareTypeMap;
   return applyMiddleware(schema, { Query: rules.Query, Mutation: rules.Mutation } as IMiddlewareTypeMap);

@@ -15,6 +15,7 @@ import { Metrics } from '../observability/metrics';
 import { requestLogPlugin } from '../observability/request-log.plugin';
 import { safeError, safeRequest } from '../observability/serializers';
 import { ormMetricsSources } from '../observability/sources';
+import type { OrderService } from '../orders/order.service';
 import { createContext } from './context';
 import { explorerLandingPage, registerExplorerAssets, type SandboxOptions } from './explorer';
 import { registerGraphQLRoute } from './graphql.route';
@@ -34,6 +35,8 @@ export interface AppOptions {
   readonly idempotency?: Idempotency;
   /** Metrics registry to record into; default: a new one with the ORM's pool and record estimate. */
   readonly metrics?: Metrics;
+  /** Replaces the order rules (a benchmark's variant); default: {@link OrderService} with the outbox. */
+  readonly orders?: OrderService;
 }
 
 /** The idempotency engine configured from the environment, with optional overrides. */
@@ -80,7 +83,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(limits.plugins as ApolloServerPlugin<Context>[]),
   ];
   const apollo = new ApolloServer<Context>({
-    schema: buildSchema(idempotency),
+    schema: buildSchema(idempotency, options.orders),
     plugins,
     validationRules: limits.validationRules,
     parseOptions: limits.parseOptions,

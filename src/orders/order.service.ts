@@ -4,7 +4,7 @@ import { isAdmin, type Viewer } from '../auth/token';
 import { Product } from '../catalog/product.entity';
 import { cursorInstant, decodeCursor, encodeCursor, invalidCursor, isUuid, requireUuid } from '../cursor';
 import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
-import { appendEvent } from '../events';
+import { appendEvent, type NewEvent } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Order, OrderStatus } from './order.entity';
@@ -40,32 +40,32 @@ export const MAX_NOTE_LENGTH = 500;
 export const MAX_REASON_LENGTH = 500;
 const MAX_TOTAL_CENTS = 2_147_483_647;
 
+/** Writes an event in the transaction of `em`. */
+export type EventAppender = (em: EntityManager, event: NewEvent) => Promise<void>;
+
 /** Order rules: placing, cancelling and reading a user's orders. */
 export class OrderService {
+  /** @param events where events go: the outbox ({@link appendEvent}) unless a benchmark measures without it */
+  constructor(private readonly events: EventAppender = appendEvent) {}
+
   /**
-   * Places an order inside the caller's transaction. The products are locked in id order, so
-   * concurrent orders serialise on stock without deadlocking, and all checks run before any
-   * write. A product id may appear in one line only.
+   * Places an order inside the caller's transaction. One statement locks the products in id
+   * order (so concurrent orders serialise on stock without deadlocking) and takes the stock
+   * where enough is left; the order and its lines are then inserted as they are, with no
+   * change-set computation. A check that fails after the decrement throws, which rolls the
+   * transaction back. A product id may appear in one line only.
    */
   async placeOrder(em: EntityManager, userId: string, input: NewOrder): Promise<PlacedOrder> {
     const requested = validateOrder(input);
     const ids = [...requested.keys()].sort();
-    const products = await em.find(
-      Product,
-      { id: { $in: ids } },
-      { lockMode: LockMode.PESSIMISTIC_WRITE, orderBy: { id: 'asc' }, refresh: true },
-    );
-    const byId = new Map(products.map((product) => [product.id, product]));
-    const missing = ids.filter((id) => !byId.has(id));
-    if (missing.length > 0) throw new ProductNotFoundError(missing);
+    const taken = await takeStock(em, ids, requested);
+    const byId = new Map(taken.map((product) => [product.id, product]));
+    if (taken.length < ids.length) await refuseShortOrder(em, ids, byId);
 
-    const currencies = new Set(products.map((product) => product.currency));
+    const currencies = new Set(taken.map((product) => product.currency));
     if (currencies.size > 1) {
       throw new BadUserInputError(`An order has one currency; these products are in ${[...currencies].sort().join(', ')}`);
     }
-    const short = ids.filter((id) => (byId.get(id) as Product).stock < (requested.get(id) as number));
-    if (short.length > 0) throw new InsufficientStockError(short);
-
     const totalCents = input.lines.reduce((sum, line) => {
       return sum + (byId.get(line.productId.toLowerCase()) as Product).priceCents * line.quantity;
     }, 0);
@@ -76,13 +76,12 @@ export class OrderService {
     const order = new Order({
       userId,
       totalCents,
-      currency: products[0]?.currency as string,
+      currency: taken[0]?.currency as string,
       note: input.note ?? null,
     });
     const orderRef = em.getReference(Order, order.id, { wrapped: true });
     const lines = input.lines.map((line, position) => {
       const product = byId.get(line.productId.toLowerCase()) as Product;
-      product.stock -= line.quantity;
       return new OrderLine({
         order: orderRef,
         position,
@@ -91,10 +90,9 @@ export class OrderService {
         unitPriceCents: product.priceCents,
       });
     });
-    em.persist(order);
-    em.persist(lines);
-    await em.flush();
-    await appendEvent(em, orderPlaced(order, lines));
+    await em.insert(order);
+    await em.insertMany(lines);
+    await this.events(em, orderPlaced(order, lines));
     return { order, lines, products: byId };
   }
 
@@ -127,7 +125,7 @@ export class OrderService {
     order.status = OrderStatus.Cancelled;
     order.cancelledAt = new Date();
     await em.flush();
-    await appendEvent(em, orderCancelled(order, lines));
+    await this.events(em, orderCancelled(order, lines));
     return { order, lines, products: byId };
   }
 
@@ -179,4 +177,63 @@ function validateOrder(input: NewOrder): Map<string, number> {
     requested.set(id, line.quantity);
   });
   return requested;
+}
+
+/**
+ * Locks the products `ids` (sorted) in id order and takes the requested quantities from those
+ * with enough stock, in one statement; returns the products taken from, with their new stock.
+ * The CTE `locked` is materialised and sorted before its rows are locked, so the locks are
+ * taken in id order whatever plan joins it; only rows it locked are updated.
+ */
+async function takeStock(em: EntityManager, ids: readonly string[], requested: ReadonlyMap<string, number>): Promise<Product[]> {
+  const values = ids.map(() => '(?::uuid, ?::int)').join(', ');
+  const rows = await em.execute<ProductRow[]>(
+    `with wanted (id, quantity) as (values ${values}),
+          locked as materialized (
+            select p.id from products p where p.id in (select id from wanted) order by p.id for update
+          )
+     update products p set stock = p.stock - w.quantity
+       from wanted w join locked l on l.id = w.id
+      where p.id = w.id and p.stock >= w.quantity
+     returning p.id, p.sku, p.name, p.price_cents, p.currency, p.stock, p.created_at`,
+    ids.flatMap((id) => [id, requested.get(id) as number]),
+  );
+  return rows.map(toProduct);
+}
+
+/**
+ * Why some products were not taken from: missing, then mixed currencies, then too little
+ * stock (the order of the checks before any write). The rows are locked by this transaction.
+ */
+async function refuseShortOrder(em: EntityManager, ids: readonly string[], taken: ReadonlyMap<string, Product>): Promise<never> {
+  const rows = await em.execute<{ id: string; currency: string }[]>(
+    `select id, currency from products where id in (${ids.map(() => '?').join(', ')})`,
+    [...ids],
+  );
+  const found = new Map(rows.map((row) => [row.id, row.currency]));
+  const missing = ids.filter((id) => !found.has(id));
+  if (missing.length > 0) throw new ProductNotFoundError(missing);
+  const currencies = new Set(found.values());
+  if (currencies.size > 1) {
+    throw new BadUserInputError(`An order has one currency; these products are in ${[...currencies].sort().join(', ')}`);
+  }
+  throw new InsufficientStockError(ids.filter((id) => !taken.has(id)));
+}
+
+interface ProductRow {
+  id: string;
+  sku: string;
+  name: string;
+  price_cents: number;
+  currency: string;
+  stock: number;
+  created_at: Date;
+}
+
+/** A product as the statement returned it; not managed by the EntityManager (nothing to flush). */
+function toProduct(row: ProductRow): Product {
+  const product = new Product({ sku: row.sku, name: row.name, priceCents: row.price_cents, currency: row.currency, stock: row.stock });
+  product.id = row.id;
+  product.createdAt = row.created_at;
+  return product;
 }

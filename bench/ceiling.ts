@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { userId } from './fixture';
+import { type LoadResult, loadResult } from './load';
+import type { LoadSettings } from './scenarios';
+import { reportIdleClientError } from './support';
+
+/**
+ * The SQL ceiling of the order transaction: the statements the baseline (createOrder with the
+ * engine bypassed) sends, in its order, from a tight pg loop on `settings.connections` pooled
+ * connections, without HTTP, GraphQL or the ORM. Each transaction is one "response".
+ */
+export class SqlCeiling {
+  private readonly pool: pg.Pool;
+  private counter = 0;
+
+  constructor(
+    databaseUrl: string,
+    private readonly products: readonly string[],
+    private readonly users: number,
+    connections: number,
+  ) {
+    this.pool = new pg.Pool({ connectionString: databaseUrl, max: connections });
+    this.pool.on('error', reportIdleClientError);
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+
+  /** The warm-up, then the measured loop. */
+  async run(settings: LoadSettings): Promise<LoadResult> {
+    if (settings.warmupSeconds > 0) await this.loop(settings.connections, settings.warmupSeconds);
+    return this.loop(settings.connections, settings.seconds);
+  }
+
+  private async loop(connections: number, seconds: number): Promise<LoadResult> {
+    const at: number[] = [];
+    const latency: number[] = [];
+    let errors = 0;
+    let sampleError: string | undefined;
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    const worker = async () => {
+      const client = await this.pool.connect();
+      try {
+        while (performance.now() < deadline) {
+          const n = this.counter++;
+          const begun = performance.now();
+          try {
+            await placeOrder(client, userId(n % this.users), [
+              { id: this.products[n % this.products.length] as string, quantity: 1 },
+              { id: this.products[(n + 1) % this.products.length] as string, quantity: 2 },
+            ]);
+            const done = performance.now();
+            at.push(done - started);
+            latency.push(done - begun);
+          } catch (error) {
+            errors++;
+            sampleError ??= (error as Error).message;
+            await client.query('rollback').catch(() => undefined);
+          }
+        }
+      } finally {
+        client.release();
+      }
+    };
+    await Promise.all(Array.from({ length: connections }, worker));
+    const counts = { transport: errors, non2xx: 0, graphqlErrors: 0, notReplayed: 0 };
+    return loadResult(at, latency, (performance.now() - started) / 1000, counts, sampleError);
+  }
+}
+
+interface TakenRow {
+  id: string;
+  price_cents: number;
+  currency: string;
+}
+
+/**
+ * One order as src/orders/order.service.ts places it: the stock taken in one statement that
+ * locks the products in id order, the order, its lines, the OrderPlaced event.
+ */
+async function placeOrder(client: pg.PoolClient, user: string, lines: readonly { id: string; quantity: number }[]): Promise<void> {
+  await client.query('begin');
+  const sorted = [...lines].sort((a, b) => (a.id < b.id ? -1 : 1));
+  const { rows } = await client.query<TakenRow>(
+    `with wanted (id, quantity) as (values ($1::uuid, $2::int), ($3::uuid, $4::int)),
+          locked as materialized (
+            select p.id from products p where p.id in (select id from wanted) order by p.id for update
+          )
+     update products p set stock = p.stock - w.quantity
+       from wanted w join locked l on l.id = w.id
+      where p.id = w.id and p.stock >= w.quantity
+     returning p.id, p.sku, p.name, p.price_cents, p.currency, p.stock, p.created_at`,
+    sorted.flatMap((line) => [line.id, line.quantity]),
+  );
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const priced = lines.map((line) => ({ ...line, price: (byId.get(line.id) as TakenRow).price_cents }));
+  const total = priced.reduce((sum, line) => sum + line.price * line.quantity, 0);
+  const orderId = randomUUID();
+  const now = new Date();
+  await client.query(
+    'insert into "orders" ("id", "user_id", "status", "total_cents", "currency", "note", "created_at", "cancelled_at") values ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [orderId, user, 'PLACED', total, 'USD', 'bench', now, null],
+  );
+  await client.query(
+    'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
+    priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
+  );
+  const data = {
+    orderId,
+    userId: user,
+    totalCents: total,
+    currency: 'USD',
+    note: 'bench',
+    lines: priced.map((line) => ({
+      productId: line.id,
+      quantity: line.quantity,
+      unitPriceCents: line.price,
+      lineTotalCents: line.quantity * line.price,
+    })),
+  };
+  await client.query(
+    'insert into "outbox_events" ("data", "id", "occurred_at", "published_at", "type") values ($1, $2, $3, $4, $5) on conflict ("id") do nothing returning "seq", "xid"',
+    [JSON.stringify(data), randomUUID(), now, null, 'OrderPlaced'],
+  );
+  await client.query('commit');
+}
