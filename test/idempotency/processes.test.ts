@@ -3,8 +3,9 @@ import { storedOrderIds } from '../support/records';
 import type { GraphQLResponse } from '../support/server';
 import { postGraphQL, type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from './process-helpers';
 
-// Rules I4 and I8 across real server processes sharing one database: in-process coalescing cannot
-// help here, only the database can arbitrate between processes, and a crash must leave no half work
+// Rules I4 and I8 of docs/idempotency.md (#i4-atomic-first-execution, #i8-concurrency) across real
+// server processes sharing one database: in-process coalescing cannot help here, only the database
+// can arbitrate between processes, and a crash must leave no half work
 // (the crash itself: test/resilience/kill.test.ts).
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {

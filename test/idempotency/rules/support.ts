@@ -3,7 +3,7 @@ import { withClient } from '../../support/database';
 import { plainResult } from '../../support/records';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 
-// Shared by the tests of rules I1-I13 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Shared by the tests of rules I1-I13 (docs/idempotency.md, "Rules"), observed over HTTP against the real server and database.
 
 /** One entry of `extensions.idempotency`. */
 export interface Marker {
