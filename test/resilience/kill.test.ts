@@ -1,8 +1,8 @@
 import { Client } from 'pg';
-import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
 import { closeGate, type Gate } from '../support/gate';
-import { type CreateOrderResponse, createOrder, ledger, markerOf, orderIdOf, productId, sleep, sql } from './orders-client';
+import { type CreateOrderResponse, createOrder, ledger, markerOf, orderIdOf, productId, sleep, sql } from '../support/orders-client';
+import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../support/processes';
 
 // docs/idempotency.md, Guarantees: "There is no moment — crash, kill, lost connection — at which
 // an order exists without its record, or a record claims an outcome that did not commit."

@@ -1,6 +1,7 @@
-import { withClient } from '../support/database';
-import { storedOrderIds } from '../support/records';
-import type { GraphQLResponse } from '../support/server';
+import { withClient } from './database';
+import { storedOrderIds } from './records';
+import { codeOf } from './responses';
+import type { GraphQLResponse } from './server';
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
   createOrder(input: $input, idempotencyKey: $key) { order { id totalCents lines { quantity product { id } } } }
@@ -41,12 +42,6 @@ export async function createOrder(
   return { status: response.status, headers: response.headers, body };
 }
 
-/** The first error code of a response, if any. */
-export function errorCode(response: CreateOrderResponse): string | undefined {
-  const code = response.body.errors?.[0]?.extensions?.code;
-  return code === undefined ? undefined : String(code);
-}
-
 /** The order of a successful response, else undefined. */
 export function orderIdOf(response: CreateOrderResponse): string | undefined {
   return response.body.errors ? undefined : response.body.data?.createOrder?.order.id;
@@ -58,7 +53,7 @@ export function markerOf(response: CreateOrderResponse): Marker | undefined {
 
 /** Whether a failed response is the retryable "database unavailable" answer (by code or by HTTP status). */
 export function isServiceUnavailable(response: CreateOrderResponse): boolean {
-  return response.status === 503 || errorCode(response) === 'SERVICE_UNAVAILABLE';
+  return response.status === 503 || codeOf(response) === 'SERVICE_UNAVAILABLE';
 }
 
 /** Runs one statement on its own connection. */
