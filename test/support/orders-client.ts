@@ -95,13 +95,18 @@ export async function ledger(databaseUrl: string, user: string, productId: strin
   return { orderIds, records, orphanOrders: orderIds.filter((id) => !recorded.has(id)).length, stock };
 }
 
-/** Waits until no session but the caller's is connected to the database (an exited server's backends end on EOF). */
-export async function untilNoOtherConnections(databaseUrl: string, timeoutMs = 15_000): Promise<void> {
+/**
+ * Waits until no session but the caller's and those in `except` is connected to the database
+ * (an exited or killed server's backends end on EOF).
+ */
+export async function untilNoOtherConnections(databaseUrl: string, except: number[] = [], timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [row] = await sql<{ others: number }>(
       databaseUrl,
-      'select count(*)::int as others from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+      `select count(*)::int as others from pg_stat_activity
+        where datname = current_database() and pid <> all($1::int[]) and pid <> pg_backend_pid()`,
+      [except],
     );
     if (row!.others === 0) return;
     if (Date.now() > deadline) throw new Error(`${row!.others} other connections are still open`);
