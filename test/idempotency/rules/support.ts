@@ -3,9 +3,9 @@ import { withClient } from '../../support/database';
 import { plainResult } from '../../support/records';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 
-export { codesOf } from '../../support/responses';
-
 // Shared by the tests of rules I1-I13 (docs/idempotency.md, "Rules"), observed over HTTP against the real server and database.
+
+export { codesOf } from '../../support/responses';
 
 /** One entry of `extensions.idempotency`. */
 export interface Marker {
