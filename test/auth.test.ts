@@ -5,6 +5,7 @@ import { SignJWT } from 'jose';
 import { permissions } from '../src/graphql/permissions';
 import { buildBaseSchema } from '../src/graphql/schema';
 import { withClient } from './support/database';
+import { codesOf } from './support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from './support/server';
 
 const VIEWER = '{ viewer { id roles } }';
@@ -20,10 +21,6 @@ const CANCEL_ORDER = `mutation($input: CancelOrderInput!) {
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 const base64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-
-function codesOf<T>(response: GraphQLResponse<T>): unknown[] {
-  return (response.body.errors ?? []).map((error) => error.extensions?.code);
-}
 
 describe('authentication and authorization', () => {
   let server: TestServer;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { withClient } from './support/database';
+import { codesOf } from './support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from './support/server';
 
 interface ProductNode {
@@ -48,10 +49,6 @@ const DEMO_SKUS = [
 ];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-function codesOf<T>(response: GraphQLResponse<T>): unknown[] {
-  return (response.body.errors ?? []).map((error) => error.extensions?.code);
-}
 
 describe('catalog', () => {
   let server: TestServer;

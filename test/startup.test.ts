@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,28 +6,11 @@ import { Client } from 'pg';
 import { MIGRATIONS } from '../migrations';
 import { withTimeout } from '../src/timeout';
 import { createTestDatabase, dropTestDatabase } from './support/database';
+import { logLines, MAIN, type Spawned, signalServer, spawnNode, stopAllServers } from './support/processes';
 
-// The real entry point, built by `npm run build` (npm test's pretest).
-const MAIN = path.resolve(__dirname, '..', 'dist', 'src', 'main.js');
-const READY_TIMEOUT_MS = 45_000;
-const EXIT_TIMEOUT_MS = 20_000;
 /** A bad configuration exits at once; this bound only turns a hang into a clear failure, with room for a loaded machine. */
 const EXIT_BOUND_MS = 45_000;
-
-interface Exit {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-}
-
-/** A server process spawned by this file, with what it printed so far. */
-interface ServerProcess {
-  readonly child: ChildProcess;
-  readonly output: { stdout: string; stderr: string };
-  /** Settles when the process has exited. */
-  readonly exited: Promise<Exit>;
-  /** Settles when the process has exited and its stdout and stderr are drained. */
-  readonly closed: Promise<Exit>;
-}
+const READY_TIMEOUT_MS = 45_000;
 
 interface Ready {
   readonly url: string;
@@ -43,63 +25,27 @@ interface ProductNode {
   stock: number;
 }
 
-const running = new Set<ServerProcess>();
 let workDir: string;
 
-/** Only what a shell would hand the server: no NODE_ENV=test, DATABASE_URL or secrets of the test run. */
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = { LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1' };
-  for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return env;
-}
-
-function spawnServer(env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, [MAIN], { cwd: workDir, env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output = { stdout: '', stderr: '' };
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stdout += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stderr += chunk;
-  });
-  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const closed = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
-  const server = { child, output, exited, closed };
-  running.add(server);
-  void exited.then(() => running.delete(server));
-  return server;
+/** The server as `npm start` runs it: info logs, any free port, in the test's working directory. */
+function spawnServer(env: Record<string, string>): Spawned {
+  return spawnNode(MAIN, { LOG_LEVEL: 'info', PORT: '0', HOST: '127.0.0.1', ...env }, { cwd: workDir });
 }
 
 /** The database URL the server logged when its embedded PostgreSQL started. */
-function databaseUrlOf(server: ServerProcess): string {
+function databaseUrlOf(server: Spawned): string {
   const started = logLines(server.output.stdout).find((entry) => entry.msg === 'embedded PostgreSQL started');
   if (typeof started?.databaseUrl !== 'string') throw new Error(`no start line with a databaseUrl in:\n${server.output.stdout}`);
   return started.databaseUrl;
 }
 
 /** The host of that URL: a socket directory or an address. */
-function databaseHost(server: ServerProcess): string {
+function databaseHost(server: Spawned): string {
   return decodeURIComponent(new URL(databaseUrlOf(server)).hostname);
 }
 
-function logLines(stdout: string): Record<string, unknown>[] {
-  return stdout
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
-}
-
 /** Waits for the readiness log line (and, outside production, the printed token). */
-async function waitForReady(server: ServerProcess, expectToken = true): Promise<Ready> {
+async function waitForReady(server: Spawned, expectToken = true): Promise<Ready> {
   const ready = new Promise<Ready>((resolve, reject) => {
     const check = () => {
       const line = logLines(server.output.stdout).find((entry) => entry.msg === 'GraphQL API ready');
@@ -116,13 +62,6 @@ async function waitForReady(server: ServerProcess, expectToken = true): Promise<
     );
   });
   return withTimeout(ready, READY_TIMEOUT_MS, 'the server to be ready');
-}
-
-async function stop(server: ServerProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> {
-  if (server.child.pid !== undefined && server.child.exitCode === null && server.child.signalCode === null) {
-    process.kill(server.child.pid, signal);
-  }
-  return withTimeout(server.exited, EXIT_TIMEOUT_MS, `the server to exit on ${signal}`);
 }
 
 async function gql<T>(url: string, query: string, token?: string): Promise<{ data?: T; errors?: unknown[] }> {
@@ -199,9 +138,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const server of running) {
-    if (server.child.pid !== undefined) process.kill(server.child.pid, 'SIGKILL');
-  }
+  await stopAllServers();
   for (const entry of await readdir(workDir)) await stopLeftoverPostgres(path.join(workDir, entry));
   await rm(workDir, { recursive: true, force: true });
 });
@@ -237,7 +174,7 @@ describe('server start-up with an embedded PostgreSQL', () => {
     expect(databaseHost(server)).toBe(dataDir);
     expect(existsSync(path.join(dataDir, `.s.PGSQL.${new URL(databaseUrlOf(server)).port}`))).toBe(true);
 
-    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
   });
 
@@ -248,7 +185,7 @@ describe('server start-up with an embedded PostgreSQL', () => {
     expect(catalog.map((product) => product.id).sort()).toEqual(firstProductIds);
     expect(logLines(server.output.stdout).some((entry) => entry.msg === 'demo catalog seeded')).toBe(false);
 
-    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
   });
 
@@ -256,7 +193,7 @@ describe('server start-up with an embedded PostgreSQL', () => {
     const killed = spawnServer({ DATA_DIR: dataDir });
     await waitForReady(killed);
     const orphan = await postmasterPid(dataDir);
-    expect(await stop(killed, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await signalServer(killed, 'SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
     expect(orphan).toBeDefined();
     expect(await isRunning(orphan ?? 0)).toBe(true);
 
@@ -266,7 +203,7 @@ describe('server start-up with an embedded PostgreSQL', () => {
     expect(await isRunning(orphan ?? 0)).toBe(false);
     expect(await processesNaming(dataDir)).toEqual([await postmasterPid(dataDir)]);
 
-    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
   });
 });
@@ -280,7 +217,7 @@ describe('server start-up with an embedded PostgreSQL in a deep DATA_DIR', () =>
     expect((await products(url)).length).toBeGreaterThanOrEqual(12);
     expect(databaseHost(server)).toBe('127.0.0.1');
 
-    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
     await expectNoPostgresFor(dataDir);
   });
 });
@@ -340,7 +277,7 @@ describe('server start-up with DATABASE_URL', () => {
     expect(await processesNaming(dataDir)).toEqual([]);
     expect(logLines(server.output.stdout).some((entry) => entry.msg === 'embedded PostgreSQL started')).toBe(false);
 
-    expect(await stop(server)).toEqual({ code: 0, signal: null });
+    expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
   });
 
   it('migrates a fresh database once when two processes start on it together, and both serve', async () => {
@@ -368,7 +305,7 @@ describe('server start-up with DATABASE_URL', () => {
       expect(migratedBy).toHaveLength(1);
       const { rows } = await holder.query<{ name: string }>('select name from mikro_orm_migrations order by name');
       expect(rows.map((row) => row.name)).toEqual(MIGRATIONS.map((migration) => migration.name).sort());
-      for (const server of servers) expect(await stop(server)).toEqual({ code: 0, signal: null });
+      for (const server of servers) expect(await signalServer(server, 'SIGTERM')).toEqual({ code: 0, signal: null });
     } finally {
       await holder.end();
     }

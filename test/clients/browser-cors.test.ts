@@ -1,25 +1,11 @@
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { type Browser, launchChromium } from '../support/browser';
 import { withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
-
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 // The page's script: the real urql and Apollo Client, bundled for the browser, with their default
 // settings (urql sends queries by GET; Apollo Client adds its client awareness headers).
@@ -59,15 +45,11 @@ describe('urql and Apollo Client in Chromium, calling the API from another origi
   let api: TestServer;
   let site: http.Server;
   let origin: string;
-  let profile: string;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
   const blocked: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (as root; .ci/run does it)`);
-    }
     const bundle = await build({
       stdin: { contents: ENTRY, resolveDir: path.join(__dirname, '../..'), loader: 'ts' },
       bundle: true,
@@ -87,18 +69,13 @@ describe('urql and Apollo Client in Chromium, calling the API from another origi
     origin = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
     api = await startTestServer({ env: { CORS_ORIGINS: origin } });
 
-    profile = await mkdtemp(path.join(os.tmpdir(), 'chromium-profile-'));
     // No request interception here: Playwright answers CORS preflights of intercepted requests
     // itself, which would hide the server's. The network is closed by name resolution instead.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [...FLAGS, '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-    });
-    context.on('request', (request) => {
+    browser = await launchChromium({ args: ['--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'] });
+    browser.context.on('request', (request) => {
       if (new URL(request.url()).hostname !== '127.0.0.1') blocked.push(request.url());
     });
-    page = context.pages()[0] ?? (await context.newPage());
+    page = browser.page;
     await page.goto(origin, { waitUntil: 'load' });
   });
 
@@ -106,8 +83,7 @@ describe('urql and Apollo Client in Chromium, calling the API from another origi
   const run = <T>(expression: string) => page.evaluate(expression) as Promise<T>;
 
   afterAll(async () => {
-    await context?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    await browser?.close();
     await api?.close();
     await new Promise((resolve) => site?.close(resolve));
   });

@@ -1,28 +1,14 @@
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { buildApp } from '../../src/http/app';
+import { type Browser, launchChromium } from '../support/browser';
 import { withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 
-// Debian's Chromium: a browser download is not possible here, and the test must prove the page
-// needs no network beyond the API itself.
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(__dirname, '../../test-artifacts');
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 function isLoopback(url: string): boolean {
   const { protocol, hostname } = new URL(url);
@@ -34,15 +20,11 @@ describe('the GraphiQL explorer in Chromium with the network closed', () => {
   let server: TestServer;
   let app: FastifyInstance;
   let url: string;
-  let profile: string;
-  let context: BrowserContext;
+  let browser: Browser;
   let page: Page;
   const blocked: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install chromium\` (as root; .ci/run does it)`);
-    }
     server = await startTestServer({ env: { NODE_ENV: 'development', GRAPHQL_EXPLORER: 'graphiql' } });
     const products = await server.gql<{ products: { edges: { node: { id: string } }[] } }>(
       '{ products(first: 1) { edges { node { id } } } }',
@@ -59,21 +41,15 @@ describe('the GraphiQL explorer in Chromium with the network closed', () => {
     const address = app.server.address();
     url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/graphql`;
 
-    profile = await mkdtemp(path.join(os.tmpdir(), 'chromium-profile-'));
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: FLAGS,
-      viewport: { width: 1400, height: 1400 },
-    });
+    browser = await launchChromium({ viewport: { width: 1400, height: 1400 } });
     // Every request leaving the machine is refused and remembered.
-    await context.route('**/*', (route) => {
+    await browser.context.route('**/*', (route) => {
       const target = route.request().url();
       if (isLoopback(target)) return route.continue();
       blocked.push(target);
       return route.abort('internetdisconnected');
     });
-    page = context.pages()[0] ?? (await context.newPage());
+    page = browser.page;
   });
 
   afterAll(async () => {
@@ -82,8 +58,7 @@ describe('the GraphiQL explorer in Chromium with the network closed', () => {
       await mkdir(ARTIFACTS, { recursive: true });
       await page.screenshot({ path: path.join(ARTIFACTS, 'explorer-last.png'), fullPage: true }).catch(() => undefined);
     }
-    await context?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
+    await browser?.close();
     await app?.close();
     await server?.close();
   });

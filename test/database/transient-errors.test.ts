@@ -7,7 +7,7 @@ import { migrate, openOrm } from '../../src/database/orm';
 import { seedCatalog } from '../../src/database/seed';
 import { isTransientDatabaseError } from '../../src/database/transient';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
-import { untilLockWaiters } from '../support/sessions';
+import { untilLockWaiters } from '../support/locks';
 
 // The classification behind SERVICE_UNAVAILABLE (retry with the same key) versus a masked
 // internal error, fed with errors a real PostgreSQL raised: as node-postgres reports them, and

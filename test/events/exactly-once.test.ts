@@ -3,8 +3,8 @@ import { Client } from 'pg';
 import { signToken } from '../../src/auth/token';
 import { eventId } from '../../src/events';
 import { OrderEvent } from '../../src/orders/order.events';
-import { postGraphQL, SPAWNED_JWT_SECRET, serverEnv, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { postGraphQL, SPAWNED_JWT_SECRET, serverEnv, signalServer, startServer, stopAllServers } from '../support/processes';
 import { startTestServer, type TestServer } from '../support/server';
 
 const PLACE = `mutation Place($input: CreateOrderInput!) { createOrder(input: $input) { order { id } } }`;

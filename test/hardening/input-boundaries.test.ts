@@ -2,6 +2,7 @@ import { Client } from 'pg';
 import { encodeCursor } from '../../src/cursor';
 import { isTransientDatabaseError } from '../../src/database/transient';
 import { withClient } from '../support/database';
+import { codesOf } from '../support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 // Input the schema refuses must be refused at the boundary with BAD_USER_INPUT (never a retryable
@@ -13,12 +14,8 @@ const CREATE_PRODUCT = `mutation($input: CreateProductInput!) { createProduct(in
 const ORDERS = `query($after: String) { orders(first: 1, after: $after) { edges { cursor node { id } } } }`;
 const PRODUCTS = `query($after: String) { products(first: 1, after: $after) { edges { cursor node { id } } } }`;
 
-function codes(response: GraphQLResponse): unknown[] {
-  return (response.body.errors ?? []).map((error) => error.extensions?.code);
-}
-
 function expectBadInput(response: GraphQLResponse): void {
-  expect(codes(response)).toEqual(['BAD_USER_INPUT']);
+  expect(codesOf(response)).toEqual(['BAD_USER_INPUT']);
   expect(response.body.errors?.[0]?.extensions?.retryable).toBeUndefined();
 }
 

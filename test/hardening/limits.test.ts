@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { getIntrospectionQuery } from 'graphql';
 import { withTimeout } from '../../src/timeout';
-import { lockProducts, withClient } from '../support/database';
+import { countRows, withClient } from '../support/database';
+import { lockProducts, lockWaiters } from '../support/locks';
+import { codeOf } from '../support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 /** 40 characters, as an operator would set. */
@@ -15,10 +17,6 @@ interface Created {
   createOrder: { order: { id: string; status: string } } | null;
 }
 
-async function count(server: TestServer, sql: string, params: unknown[] = []): Promise<number> {
-  return withClient(server.databaseUrl, async (client) => Number((await client.query<{ count: string }>(sql, params)).rows[0]?.count));
-}
-
 async function productIds(server: TestServer): Promise<string[]> {
   return withClient(server.databaseUrl, async (client) => {
     const { rows } = await client.query<{ id: string }>('SELECT id FROM products ORDER BY sku');
@@ -27,11 +25,11 @@ async function productIds(server: TestServer): Promise<string[]> {
 }
 
 function ordersOf(server: TestServer, user: string): Promise<number> {
-  return count(server, 'SELECT count(*) FROM orders WHERE user_id = $1', [user]);
+  return countRows(server, 'SELECT count(*) FROM orders WHERE user_id = $1', [user]);
 }
 
 function recordsOf(server: TestServer, user: string): Promise<number> {
-  return count(server, 'SELECT count(*) FROM idempotency_records WHERE user_id = $1', [user]);
+  return countRows(server, 'SELECT count(*) FROM idempotency_records WHERE user_id = $1', [user]);
 }
 
 /** Posts a raw body, so tests can send what the harness's gql() never would. */
@@ -45,10 +43,6 @@ async function postRaw(url: string, body: string, headers: Record<string, string
     parsed = { errors: [{ message: text }] };
   }
   return { status: response.status, headers: response.headers, body: parsed };
-}
-
-function codeOf<T>(response: GraphQLResponse<T>): unknown {
-  return response.body.errors?.[0]?.extensions?.code;
 }
 
 function messages<T>(response: GraphQLResponse<T>): string {
@@ -76,10 +70,6 @@ async function waitUntil(condition: () => Promise<boolean>, what: string, timeou
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting until ${what}`);
-}
-
-function lockWaiters(server: TestServer): Promise<number> {
-  return count(server, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
 }
 
 describe('query limits in development', () => {
@@ -115,15 +105,15 @@ describe('query limits in development', () => {
   });
 
   it('rejects 20 aliased createOrder fields with their own keys and executes none of them', async () => {
-    const ordersBefore = await count(server, 'SELECT count(*) FROM orders');
+    const ordersBefore = await countRows(server, 'SELECT count(*) FROM orders');
     const keys = keysFor(randomUUID(), 20);
     const response = await server.gql(`mutation { ${createOrderFields(products[0]!, keys)} }`, undefined, { token, autoKey: false });
 
     expect(response.body.data).toBeUndefined();
     expect(codeOf(response)).toBe('GRAPHQL_VALIDATION_FAILED');
     expect(messages(response)).toMatch(/aliases limit of 10 exceeded/i);
-    expect(await count(server, 'SELECT count(*) FROM orders')).toBe(ordersBefore);
-    expect(await count(server, 'SELECT count(*) FROM idempotency_records WHERE key = ANY($1)', [keys])).toBe(0);
+    expect(await countRows(server, 'SELECT count(*) FROM orders')).toBe(ordersBefore);
+    expect(await countRows(server, 'SELECT count(*) FROM idempotency_records WHERE key = ANY($1)', [keys])).toBe(0);
   });
 
   it('rejects 11 aliases in a query and accepts 10', async () => {
@@ -393,7 +383,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
       expect(codeOf(timedOut)).toBe('SERVICE_UNAVAILABLE');
       expect(timedOut.body.data ?? null).toBeNull();
       // Answered while its transaction still waits for the held lock.
-      expect(await lockWaiters(server)).toBe(1);
+      expect(await lockWaiters(server.databaseUrl)).toBe(1);
       expect(await ordersOf(server, user)).toBe(0);
     } finally {
       await release();
@@ -454,7 +444,7 @@ describe('STATEMENT_TIMEOUT_MS', () => {
         'the statement timeout to end the blocked createOrder',
       );
       // The statement really ended in the database: nothing waits for the still-held lock.
-      expect(await lockWaiters(server)).toBe(0);
+      expect(await lockWaiters(server.databaseUrl)).toBe(0);
     } finally {
       await release();
     }

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { withClient } from '../support/database';
 import { closeGate } from '../support/gate';
 import { scrape } from '../support/metrics';
+import { codeOf } from '../support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation PlaceOrder($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -76,10 +77,6 @@ function requestsArrived(server: TestServer, count: number): Promise<void> {
     };
     server.app.server.on('request', onRequest);
   });
-}
-
-function codeOf<T>(response: GraphQLResponse<T>): unknown {
-  return response.body.errors?.[0]?.extensions?.code;
 }
 
 describe('metrics', () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { withClient } from '../support/database';
+import { countRows, withClient } from '../support/database';
+import { codeOf } from '../support/responses';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation Place($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -13,16 +14,8 @@ interface Created {
   createOrder: { order: { id: string } } | null;
 }
 
-async function count(server: TestServer, sql: string, params: unknown[] = []): Promise<number> {
-  return withClient(server.databaseUrl, async (client) => Number((await client.query<{ count: string }>(sql, params)).rows[0]?.count));
-}
-
 function ordersOf(server: TestServer, user: string): Promise<number> {
-  return count(server, 'SELECT count(*) FROM orders WHERE user_id = $1', [user]);
-}
-
-function codeOf<T>(response: GraphQLResponse<T>): unknown {
-  return response.body.errors?.[0]?.extensions?.code;
+  return countRows(server, 'SELECT count(*) FROM orders WHERE user_id = $1', [user]);
 }
 
 /** A well-formed HS256 token for `sub`, signed with a secret the server does not know. */
@@ -75,7 +68,7 @@ describe('mutation rate limit', () => {
     // A GraphQL response holds data, errors and extensions only.
     expect(Object.keys(refused.body).filter((key) => !['data', 'errors', 'extensions'].includes(key))).toEqual([]);
     expect(await ordersOf(server, user)).toBe(LIMIT);
-    expect(await count(server, 'SELECT count(*) FROM idempotency_records WHERE user_id = $1 AND key = $2', [user, 'refused'])).toBe(0);
+    expect(await countRows(server, 'SELECT count(*) FROM idempotency_records WHERE user_id = $1 AND key = $2', [user, 'refused'])).toBe(0);
   });
 
   it('keeps answering the queries of a user who has used up the mutation budget', async () => {
@@ -105,7 +98,7 @@ describe('mutation rate limit', () => {
   });
 
   it('answers anonymous mutations UNAUTHENTICATED until the address budget is used up, then RATE_LIMITED', async () => {
-    const ordersBefore = await count(server, 'SELECT count(*) FROM orders');
+    const ordersBefore = await countRows(server, 'SELECT count(*) FROM orders');
     const answers: GraphQLResponse<Created>[] = [];
     for (let index = 0; index < LIMIT + 1; index++) answers.push(await place(`anonymous-${index}`));
 
@@ -114,7 +107,7 @@ describe('mutation rate limit', () => {
       expect(codeOf(response)).toBe('UNAUTHENTICATED');
     }
     expect(codeOf(answers[LIMIT]!)).toBe('RATE_LIMITED');
-    expect(await count(server, 'SELECT count(*) FROM orders')).toBe(ordersBefore);
+    expect(await countRows(server, 'SELECT count(*) FROM orders')).toBe(ordersBefore);
   });
 
   it("does not charge a forged token's mutations to the user named in its sub", async () => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
 import { registerGraphQLOverHttp } from '../../src/http/graphql-over-http';
+import { codesOf } from '../support/responses';
 import { startTestServer, type TestServer } from '../support/server';
 
 // Every requirement here is listed in docs/graphql-over-http.md with the test that covers it.
@@ -32,10 +33,6 @@ async function exchange(
     // Non-JSON bodies (the landing page) are checked through `text`.
   }
   return { status: response.status, headers: response.headers, text, body };
-}
-
-function codes(answer: Answer): (string | undefined)[] {
-  return (answer.body.errors ?? []).map((error) => error.extensions?.code);
 }
 
 describe('GraphQL over HTTP on /graphql', () => {
@@ -106,7 +103,7 @@ describe('GraphQL over HTTP on /graphql', () => {
         body,
       });
       expect(answer.status).toBe(406);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
       expect(await orders()).toBe(0);
     });
 
@@ -144,7 +141,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       const { headers, body, orders } = await buyer();
       const answer = await exchange(server.url, { headers: { ...headers, 'content-type': `application/json; charset=${charset}` }, body });
       expect(answer.status).toBe(415);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
       expect(await orders()).toBe(0);
     });
 
@@ -198,7 +195,7 @@ describe('GraphQL over HTTP on /graphql', () => {
     ])('refuses %s=%s in the URL with 400', async (name, value) => {
       const answer = await get({ query: QUERY, [name]: value });
       expect(answer.status).toBe(400);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
     });
 
     it('treats an empty operationName in the URL as no operationName', async () => {
@@ -244,7 +241,7 @@ describe('GraphQL over HTTP on /graphql', () => {
         const answer = await exchange(server.url, { headers: { 'content-type': 'application/json', accept }, body });
         expect(answer.status).toBe(400);
         expect(answer.headers.get('content-type')).toBe(`${accept}; charset=utf-8`);
-        expect(codes(answer)).toEqual(['BAD_REQUEST']);
+        expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
       }
     });
 
@@ -258,7 +255,7 @@ describe('GraphQL over HTTP on /graphql', () => {
     ])('refuses %s with 400', async (_case, body) => {
       const answer = await post(body);
       expect(answer.status).toBe(400);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
     });
 
     it.each([
@@ -269,7 +266,7 @@ describe('GraphQL over HTTP on /graphql', () => {
     ])('refuses %s with 400', async (_case, parameters) => {
       const answer = await post({ query: QUERY, ...parameters });
       expect(answer.status).toBe(400);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
     });
 
     it('treats null operationName, variables and extensions as absent', async () => {
@@ -282,14 +279,14 @@ describe('GraphQL over HTTP on /graphql', () => {
       const { headers, body, orders } = await buyer();
       const answer = await exchange(server.url, { headers: { ...headers, 'content-type': 'application/json' }, body: `[${body}]` });
       expect(answer.status).toBe(400);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
       expect(await orders()).toBe(0);
     });
 
     it('refuses a body over the size limit with 413 and a GraphQL error', async () => {
       const answer = await post({ query: QUERY, padding: 'x'.repeat(200 * 1024) });
       expect(answer.status).toBe(413);
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
     });
   });
 
@@ -315,7 +312,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       expect(answer.status).toBe(400);
       expect(answer.headers.get('content-type')).toBe(GRAPHQL_RESPONSE);
       expect(answer.body).not.toHaveProperty('data');
-      expect(codes(answer)).toEqual([code]);
+      expect(codesOf(answer)).toEqual([code]);
     });
 
     it.each(requestErrors)('answers %s with 200 and no data under application/json', async (_case, body, code) => {
@@ -325,7 +322,7 @@ describe('GraphQL over HTTP on /graphql', () => {
         expect(answer.status).toBe(200);
         expect(answer.headers.get('content-type')).toBe(JSON_TYPE);
         expect(answer.body).not.toHaveProperty('data');
-        expect(codes(answer)).toEqual([code]);
+        expect(codesOf(answer)).toEqual([code]);
       }
     });
 
@@ -336,7 +333,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       const answer = await post({ query: '{ product(id: "not-a-uuid") { id } products(first: 1) { edges { cursor } } }' }, { accept });
       expect(answer.status).toBe(200);
       expect(answer.body.data).toMatchObject({ product: null, products: { edges: [{ cursor: expect.any(String) }] } });
-      expect(codes(answer)).toEqual(['BAD_USER_INPUT']);
+      expect(codesOf(answer)).toEqual(['BAD_USER_INPUT']);
     });
 
     it.each([
@@ -346,7 +343,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       const answer = await post({ query: '{ orders { edges { cursor } } }' }, { accept });
       expect(answer.status).toBe(200);
       expect(answer.body).toHaveProperty('data', null);
-      expect(codes(answer)).toEqual(['UNAUTHENTICATED']);
+      expect(codesOf(answer)).toEqual(['UNAUTHENTICATED']);
     });
 
     it.each([
@@ -356,7 +353,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       const answer = await post({ query: '{ viewer { id } }' }, { accept, authorization: 'Bearer not.a.token' });
       expect(answer.status).toBe(401);
       expect(answer.headers.get('www-authenticate')).toMatch(/^Bearer /);
-      expect(codes(answer)).toEqual(['UNAUTHENTICATED']);
+      expect(codesOf(answer)).toEqual(['UNAUTHENTICATED']);
     });
   });
 
@@ -377,7 +374,7 @@ describe('GraphQL over HTTP on /graphql', () => {
       });
       expect(answer.status).toBe(405);
       expect(answer.headers.get('allow')).toBe('GET, POST');
-      expect(codes(answer)).toEqual(['BAD_REQUEST']);
+      expect(codesOf(answer)).toEqual(['BAD_REQUEST']);
     });
   });
 });

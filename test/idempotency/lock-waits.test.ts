@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Client } from 'pg';
-import { lockProducts, withClient } from '../support/database';
+import { countRows, withClient } from '../support/database';
+import { lockProducts } from '../support/locks';
 import { startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation Create($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -28,8 +29,7 @@ describe('lock waits bounded by the engine transaction', () => {
     await server.close();
   });
 
-  const count = (sql: string, params: unknown[] = []) =>
-    withClient(server.databaseUrl, async (client) => Number((await client.query(sql, params)).rows[0].count));
+  const count = (sql: string, params: unknown[] = []) => countRows(server, sql, params);
   const snapshot = async () => ({
     orders: await count('SELECT count(*) FROM orders'),
     records: await count('SELECT count(*) FROM idempotency_records'),

@@ -1,10 +1,12 @@
-import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
-import { storedOrderIds } from '../support/records';
+import { createTestDatabase, dropTestDatabase } from '../support/database';
+import { ledger, markerOf, sql } from '../support/orders-client';
+import { postGraphQL, type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from '../support/processes';
+import { codeOf } from '../support/responses';
 import type { GraphQLResponse } from '../support/server';
-import { postGraphQL, type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from './process-helpers';
 
-// Rules I4 and I8 across real server processes sharing one database: in-process coalescing cannot
-// help here, only the database can arbitrate between processes, and a crash must leave no half work
+// Rules I4 and I8 of docs/idempotency.md (#i4-atomic-first-execution, #i8-concurrency) across real
+// server processes sharing one database: in-process coalescing cannot help here, only the database
+// can arbitrate between processes, and a crash must leave no half work
 // (the crash itself: test/resilience/kill.test.ts).
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -22,22 +24,8 @@ interface CreateOrderData {
 
 type CreateOrderResponse = GraphQLResponse<CreateOrderData>;
 
-interface Marker {
-  key: string;
-  replayed: boolean;
-}
-
 function createOrder(server: ServerProcess, token: string, key: string, lines: LineInput[]): Promise<CreateOrderResponse> {
   return postGraphQL<CreateOrderData>(server.url, CREATE_ORDER, { input: { lines }, key }, { authorization: `Bearer ${token}` });
-}
-
-function errorCode(response: CreateOrderResponse): string | undefined {
-  const code = response.body.errors?.[0]?.extensions?.code;
-  return code === undefined ? undefined : String(code);
-}
-
-function markerOf(response: CreateOrderResponse): Marker | undefined {
-  return (response.body.extensions?.idempotency as Marker[] | undefined)?.[0];
 }
 
 /** The response's order, failing the test with the whole response when it is not a success. */
@@ -47,37 +35,9 @@ function orderOf(response: CreateOrderResponse) {
   return order;
 }
 
-function sql<T>(databaseUrl: string, text: string, params: unknown[] = []): Promise<T[]> {
-  return withClient(databaseUrl, async (client) => (await client.query(text, params)).rows as T[]);
-}
-
 async function productIdsBySku(databaseUrl: string): Promise<Map<string, string>> {
   const rows = await sql<{ id: string; sku: string }>(databaseUrl, 'select id::text, sku from products');
   return new Map(rows.map((row) => [row.sku, row.id]));
-}
-
-/** The user's orders and records, read in one statement so they come from one snapshot. */
-interface Ledger {
-  orderIds: string[];
-  /** key -> order id stored in the record's payload. */
-  records: Record<string, string>;
-  /** Records whose outcome is not SUCCEEDED. */
-  failedRecords: number;
-  stock: number;
-}
-
-async function ledger(databaseUrl: string, user: string, productId: string): Promise<Ledger> {
-  const [row] = await sql<Omit<Ledger, 'records'> & { results: Record<string, string> }>(
-    databaseUrl,
-    `select coalesce((select array_agg(id::text order by id) from orders where user_id = $1), '{}') as "orderIds",
-            coalesce((select jsonb_object_agg(key, encode(result, 'base64')) from idempotency_records where user_id = $1), '{}')
-              as results,
-            (select count(*)::int from idempotency_records where user_id = $1 and outcome <> 'SUCCEEDED') as "failedRecords",
-            (select stock from products where id = $2) as stock`,
-    [user, productId],
-  );
-  const { results, ...rest } = row!;
-  return { ...rest, records: storedOrderIds(results) as Record<string, string> };
 }
 
 describe('one key raced across two server processes on one database', () => {
@@ -176,7 +136,7 @@ describe('one key raced across two server processes on one database', () => {
         expect(orderOf(response).lines.map((line) => line.quantity)).toEqual([winnerQuantity]);
         expect(response.body.data).toEqual(winnerPayload);
       } else {
-        expect(errorCode(response)).toBe('IDEMPOTENCY_KEY_REUSED');
+        expect(codeOf(response)).toBe('IDEMPOTENCY_KEY_REUSED');
         expect(response.body.data?.createOrder ?? null).toBeNull();
         expect(JSON.stringify(response.body)).not.toContain(winnerId);
       }

@@ -1,4 +1,5 @@
-import { lockProducts, withClient } from '../support/database';
+import { countRows, withClient } from '../support/database';
+import { lockProducts, lockWaiters, untilLockWaitersOn } from '../support/locks';
 import { startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation Create($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -16,10 +17,6 @@ async function stockOf(server: TestServer, productId: string): Promise<number> {
     const { rows } = await client.query<{ stock: number }>('SELECT stock FROM products WHERE id = $1', [productId]);
     return rows[0]?.stock ?? Number.NaN;
   });
-}
-
-async function countRows(server: TestServer, sql: string, params: unknown[] = []): Promise<number> {
-  return withClient(server.databaseUrl, async (client) => Number((await client.query(sql, params)).rows[0].count));
 }
 
 async function productIds(server: TestServer): Promise<string[]> {
@@ -98,7 +95,7 @@ describe('concurrent duplicates in one process', () => {
     try {
       const input = { lines: [{ productId, quantity: 1 }] };
       const first = server.gql<Created>(CREATE, { input, key: 'slow-first' }, { token, autoKey: false });
-      await waitForLockWaiters(server, 1);
+      await untilLockWaitersOn(server.databaseUrl);
       const duplicates = Array.from({ length: 100 }, () =>
         server.gql<Created>(CREATE, { input, key: 'slow-first' }, { token, autoKey: false }),
       );
@@ -117,9 +114,7 @@ describe('concurrent duplicates in one process', () => {
         ),
       ]);
       expect(unrelated.every((response) => response.status === 200 && response.body.errors === undefined)).toBe(true);
-      expect(
-        await countRows(server, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"),
-      ).toBe(1);
+      expect(await lockWaiters(server.databaseUrl)).toBe(1);
 
       await release();
       released = true;
@@ -138,19 +133,6 @@ describe('concurrent duplicates in one process', () => {
       if (!released) await release();
     }
   });
-
-  async function waitForLockWaiters(target: TestServer, count: number): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      const waiting = await countRows(
-        target,
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-      );
-      if (waiting >= count) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    throw new Error('the first request never started waiting for the lock');
-  }
 });
 
 describe('a first request and its duplicate held on a row lock past IDEMPOTENCY_WAIT_MS', () => {
@@ -162,10 +144,6 @@ describe('a first request and its duplicate held on a row lock past IDEMPOTENCY_
     await server.close();
   });
 
-  async function lockWaiters(): Promise<number> {
-    return countRows(server, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()");
-  }
-
   it('answers the first SERVICE_UNAVAILABLE and the duplicate a retryable error, stores nothing, and a retry after the lock is released executes once', async () => {
     const token = await server.token('patient');
     const [a] = (await productIds(server)) as [string];
@@ -175,7 +153,7 @@ describe('a first request and its duplicate held on a row lock past IDEMPOTENCY_
     const release = await lockProducts(server.databaseUrl, [a]);
     try {
       const first = server.gql<Created>(CREATE, { input, key: 'held-on-a-lock' }, { token, autoKey: false });
-      while ((await lockWaiters()) < 1) await new Promise((resolve) => setImmediate(resolve));
+      await untilLockWaitersOn(server.databaseUrl);
       const duplicate = server.gql<Created>(CREATE, { input, key: 'held-on-a-lock' }, { token, autoKey: false });
       expect((await first).body.errors?.[0]?.extensions).toEqual({ code: 'SERVICE_UNAVAILABLE', retryable: true });
       // The duplicate's own wait and the first request's lock wait end about together: either

@@ -1,5 +1,5 @@
 import { Client } from 'pg';
-import { withClient } from '../support/database';
+import { countRows, withClient } from '../support/database';
 import { startTestServer, type TestServer } from '../support/server';
 
 const CREATE = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
@@ -19,8 +19,7 @@ describe('a transient database failure during the first execution', () => {
     await server.close();
   });
 
-  const count = (sql: string, params: unknown[]) =>
-    withClient(server.databaseUrl, async (client) => Number((await client.query(sql, params)).rows[0].count));
+  const count = (sql: string, params: unknown[]) => countRows(server, sql, params);
 
   it('stores nothing when the connection is terminated mid-transaction, and the retry executes once', async () => {
     const token = await server.token('unlucky');

@@ -1,7 +1,8 @@
-import { type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
+import { createOrder, ledger, markerOf, orderIdOf, productId } from '../support/orders-client';
+import { type ServerProcess, serverEnv, startServer, stopAllServers, tokenFor } from '../support/processes';
+import { codeOf } from '../support/responses';
 import { type FaultProxy, startFaultProxy } from './fault-proxy';
-import { createOrder, errorCode, ledger, markerOf, orderIdOf, productId } from './orders-client';
 
 // The database connection dies at the exact points an outage can hit a mutation: as its
 // transaction begins, before its COMMIT arrives, and after the COMMIT ran but before the answer
@@ -49,7 +50,7 @@ describe('the database connection drops in the middle of a createOrder', () => {
     expect(after.orderIds).toEqual([orderIdOf(retry)]);
     expect(before.stock - after.stock).toBe(1);
     // Checked last so that a wrong code does not hide the state checks above.
-    expect(errorCode(cut)).toBe('SERVICE_UNAVAILABLE');
+    expect(codeOf(cut)).toBe('SERVICE_UNAVAILABLE');
   });
 
   it('answers SERVICE_UNAVAILABLE when the connection drops before COMMIT arrives, and the retry executes once', async () => {
@@ -60,7 +61,7 @@ describe('the database connection drops in the middle of a createOrder', () => {
 
     const cut = await createOrder(server.url, token, 'commit-1', pen);
     await fired;
-    expect(errorCode(cut)).toBe('SERVICE_UNAVAILABLE');
+    expect(codeOf(cut)).toBe('SERVICE_UNAVAILABLE');
     const stored = await ledger(databaseUrl, user, pen);
     expect(stored.orderIds).toEqual([]);
     expect(stored.records).toEqual({});
@@ -82,7 +83,7 @@ describe('the database connection drops in the middle of a createOrder', () => {
 
     const cut = await createOrder(server.url, token, 'commit-2', pen);
     await fired;
-    expect(errorCode(cut)).toBe('SERVICE_UNAVAILABLE');
+    expect(codeOf(cut)).toBe('SERVICE_UNAVAILABLE');
 
     const retry = await createOrder(server.url, token, 'commit-2', pen);
     expect(markerOf(retry)).toMatchObject({ replayed: true });

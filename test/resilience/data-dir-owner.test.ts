@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { runningEmbeddedUrl } from '../../src/database/embedded';
 import { withTimeout } from '../../src/timeout';
-import { type ServerProcess, signalServer, startServer, stopAllServers } from '../idempotency/process-helpers';
+import { MAIN, type ServerProcess, signalServer, spawnNode, startServer, stopAllServers } from '../support/processes';
 
 // Real `node dist/src/main.js` processes on one DATA_DIR with the embedded database. A second
 // server must leave a live first one untouched and exit non-zero saying why; only an orphaned
@@ -13,7 +12,6 @@ import { type ServerProcess, signalServer, startServer, stopAllServers } from '.
 // (no demo catalog) at LOG_LEVEL=debug, where the embedded database's log is forwarded: it must
 // carry neither the database password nor a client's failed statement and its values.
 
-const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
 const SECRET = 'data-dir-owner-test-secret-0123456789-abcdefghij';
 const MARKER = 'marker-user-7f3a9c';
 
@@ -30,26 +28,12 @@ function env(dataDir: string): Record<string, string> {
 
 /** Runs main.js to its exit, which a server that cannot start reaches by itself. */
 async function runToExit(environment: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const child: ChildProcess = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...environment },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
-  const code = await withTimeout(
-    new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode))),
-    45_000,
-    'the second server to exit',
-  ).catch((error: unknown) => {
-    child.kill('SIGKILL');
+  const server = spawnNode(MAIN, environment);
+  const { code } = await withTimeout(server.exited, 45_000, 'the second server to exit').catch((error: unknown) => {
+    process.kill(server.pid, 'SIGKILL');
     throw error;
   });
-  return { code, output };
+  return { code, output: server.output.stdout + server.output.stderr };
 }
 
 async function postmasterPid(dataDir: string): Promise<number> {

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
+import { untilLockWaiters } from '../support/locks';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../support/server';
-import { untilLockWaiters } from '../support/sessions';
 
 // docs/idempotency.md, Guarantees: "If the first attempt failed for a transient reason (...
 // deadlock, serialization failure ...), nothing is stored and a retry with the same key executes

@@ -1,8 +1,18 @@
 import { Client } from 'pg';
-import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
 import { createTestDatabase, dropTestDatabase } from '../support/database';
 import { closeGate, type Gate } from '../support/gate';
-import { type CreateOrderResponse, createOrder, ledger, markerOf, orderIdOf, productId, sleep, sql } from './orders-client';
+import {
+  type CreateOrderResponse,
+  createOrder,
+  ledger,
+  markerOf,
+  orderIdOf,
+  productId,
+  sleep,
+  sql,
+  untilNoOtherConnections,
+} from '../support/orders-client';
+import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../support/processes';
 
 // docs/idempotency.md, Guarantees: "There is no moment — crash, kill, lost connection — at which
 // an order exists without its record, or a record claims an outcome that did not commit."
@@ -47,21 +57,6 @@ async function untilBlocked(observer: Client, own: number[], locked: number, gat
     if (onLock === locked && atGate === gated) return;
     if (Date.now() > deadline) throw new Error(`expected ${locked} on the lock and ${gated} at the gate: ${JSON.stringify(open)}`);
     await sleep(20);
-  }
-}
-
-/** Resolves once no session but the given ones is connected (the killed server's backends are gone). */
-async function untilOnly(observer: Client, own: number[]): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const { rows } = await observer.query<{ others: number }>(
-      `select count(*)::int as others from pg_stat_activity
-        where datname = current_database() and pid <> all($1::int[]) and pid <> pg_backend_pid()`,
-      [own],
-    );
-    if (rows[0]!.others === 0) return;
-    if (Date.now() > deadline) throw new Error(`${rows[0]!.others} sessions of the killed server are still open`);
-    await sleep(50);
   }
 }
 
@@ -148,7 +143,7 @@ describe('a server process killed while transactions are open', () => {
 
       await holder.query('commit');
       await gate.remove();
-      await untilOnly(observer, own);
+      await untilNoOtherConnections(databaseUrl, own);
     } finally {
       // The row lock goes first: sessions behind it may hold locks the gate's removal waits for.
       await holder.end();

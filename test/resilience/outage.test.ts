@@ -1,27 +1,18 @@
-import { Client } from 'pg';
-import {
-  type Exit,
-  type ServerProcess,
-  serverEnv,
-  signalServer,
-  startServer,
-  stopAllServers,
-  tokenFor,
-} from '../idempotency/process-helpers';
 import { type Cluster, createCluster } from '../support/cluster';
 import { withClient } from '../support/database';
-import { untilLockWaiters } from '../support/sessions';
+import { lockProducts, untilLockWaitersOn } from '../support/locks';
 import {
   type CreateOrderResponse,
   createOrder,
-  errorCode,
   isServiceUnavailable,
   type Ledger,
   ledger,
   orderIdOf,
   productId,
   sleep,
-} from './orders-client';
+} from '../support/orders-client';
+import { type Exit, type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../support/processes';
+import { codeOf } from '../support/responses';
 
 // The database really goes away (fast shutdown: sessions terminated, open transactions rolled
 // back, new connections refused) under a server taking a steady stream of orders, then comes
@@ -115,22 +106,6 @@ async function msUntil200(url: string, timeoutMs: number): Promise<number | unde
   return undefined;
 }
 
-/** Holds the row lock of one product in a transaction of the test's own (ended by the outage). */
-async function lockProduct(databaseUrl: string, id: string): Promise<Client> {
-  const client = new Client({ connectionString: databaseUrl });
-  // The shutdown terminates this session too; that is expected, not a test failure.
-  client.on('error', () => {});
-  await client.connect();
-  await client.query('begin');
-  await client.query('select id from products where id = $1 for update', [id]);
-  return client;
-}
-
-/** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
-function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
-  return withClient(databaseUrl, (client) => untilLockWaiters(client));
-}
-
 /** What the scenario observed; the tests below each judge one part of it. */
 interface Observed {
   stream: Attempt[];
@@ -173,13 +148,14 @@ describe('the database stops and restarts under a steady stream of orders', () =
 
     const stream = orderStream(api.url, token, pen);
     await sleep(1_000);
-    const lock = await lockProduct(databaseUrl, notebook);
+    const releaseLock = await lockProducts(databaseUrl, [notebook]);
     const inFlight = send(api.url, token, IN_FLIGHT_KEY, notebook);
-    await untilSomeoneWaitsOnALock(databaseUrl);
+    await untilLockWaitersOn(databaseUrl);
 
     await cluster.stop();
     const stoppedAt = Date.now();
-    void lock.end().catch(() => {});
+    // The stop ended the lock's session: the release can only report that.
+    void releaseLock().catch(() => {});
     const probesWhileDown = { readyz: [] as number[], healthz: [] as number[] };
     while (Date.now() - stoppedAt < DOWN_MS) {
       probesWhileDown.readyz.push(await status(`${origin}/readyz`));
@@ -248,7 +224,7 @@ describe('the database stops and restarts under a steady stream of orders', () =
 
   it('answers an order whose transaction the shutdown killed with SERVICE_UNAVAILABLE', () => {
     const { inFlight } = observed;
-    expect(inFlight.response && errorCode(inFlight.response)).toBe('SERVICE_UNAVAILABLE');
+    expect(inFlight.response && codeOf(inFlight.response)).toBe('SERVICE_UNAVAILABLE');
     expect(tookMs(inFlight)).toBeLessThan(FAIL_FAST_MS);
   });
 

@@ -1,8 +1,6 @@
 import net from 'node:net';
-import { Client } from 'pg';
-import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../idempotency/process-helpers';
-import { createTestDatabase, dropTestDatabase, withClient } from '../support/database';
-import { untilLockWaiters } from '../support/sessions';
+import { createTestDatabase, dropTestDatabase } from '../support/database';
+import { lockProducts, untilLockWaitersOn } from '../support/locks';
 import {
   type CreateOrderResponse,
   createOrder,
@@ -12,7 +10,8 @@ import {
   productId,
   sleep,
   untilNoOtherConnections,
-} from './orders-client';
+} from '../support/orders-client';
+import { type ServerProcess, serverEnv, signalServer, startServer, stopAllServers, tokenFor } from '../support/processes';
 
 // SIGTERM while a mutation is in flight (main.ts): HTTP drains for SHUTDOWN_GRACE_MS, then the
 // remaining connections are cut and the process exits. Either way rule I4 must hold: an order
@@ -26,34 +25,6 @@ function settle(request: Promise<CreateOrderResponse>): Promise<Outcome> {
     (response) => ({ kind: 'response', response }),
     (error: unknown) => ({ kind: 'network-error', error }),
   );
-}
-
-/** A row lock held by a transaction of the test's own; `release` ends it (once, however often called). */
-interface HeldLock {
-  release(): Promise<void>;
-}
-
-/** Locks one product row, as a slow concurrent order would. */
-async function lockProduct(databaseUrl: string, id: string): Promise<HeldLock> {
-  const client = new Client({ connectionString: databaseUrl });
-  await client.connect();
-  await client.query('begin');
-  await client.query('select id from products where id = $1 for update', [id]);
-  let released: Promise<void> | undefined;
-  return {
-    release: () => {
-      released ??= client.query('rollback').then(
-        () => client.end(),
-        () => client.end(),
-      );
-      return released;
-    },
-  };
-}
-
-/** Resolves once some session of the database waits for a lock (the server's order, blocked on the held row). */
-function untilSomeoneWaitsOnALock(databaseUrl: string): Promise<void> {
-  return withClient(databaseUrl, (client) => untilLockWaiters(client));
 }
 
 /** Resolves once a new TCP connection to `port` on 127.0.0.1 is refused (polled). */
@@ -106,19 +77,19 @@ describe('SIGTERM with a createOrder in flight', () => {
       exited = true;
     });
 
-    const lock = await lockProduct(databaseUrl, pen);
+    const release = await lockProducts(databaseUrl, [pen]);
     try {
       let settled = false;
       const outcome = settle(createOrder(server.url, token, key, pen)).finally(() => {
         settled = true;
       });
-      await untilSomeoneWaitsOnALock(databaseUrl);
+      await untilLockWaitersOn(databaseUrl);
       const exit = signalServer(server, 'SIGTERM');
       await untilRefused(port);
       // The listener is closed while the order is provably still running: it waits for the held lock.
       expect(settled).toBe(false);
       expect(exited).toBe(false);
-      await lock.release();
+      await release();
 
       const seen = await outcome;
       if (seen.kind !== 'response') throw new Error(`the in-flight request was cut: ${String(seen.error)}`);
@@ -140,7 +111,7 @@ describe('SIGTERM with a createOrder in flight', () => {
       expect(stored.orderIds).toEqual([orderId]);
       expect(stored.records).toEqual({ [key]: orderId });
     } finally {
-      await lock.release();
+      await release();
     }
   });
 
@@ -152,17 +123,17 @@ describe('SIGTERM with a createOrder in flight', () => {
     const server: ServerProcess = await startServer(serverEnv(databaseUrl, { SHUTDOWN_GRACE_MS: '500', IDEMPOTENCY_WAIT_MS: '600000' }));
     const before = await ledger(databaseUrl, user, pen);
 
-    const lock = await lockProduct(databaseUrl, pen);
+    const release = await lockProducts(databaseUrl, [pen]);
     try {
       const outcome = settle(createOrder(server.url, token, key, pen));
-      await untilSomeoneWaitsOnALock(databaseUrl);
+      await untilLockWaitersOn(databaseUrl);
       // The lock is released only after the process has exited: a server that waited for the
       // blocked transaction instead of honouring its grace would never exit (signalServer fails).
       const exit = await signalServer(server, 'SIGTERM');
       expect(exit).toEqual({ code: 0, signal: null });
       const seen = await outcome;
       expect(seen.kind).toBe('network-error');
-      await lock.release();
+      await release();
 
       // The killed transaction never got the lock; once its session is gone nothing of it can commit.
       await untilNoOtherConnections(databaseUrl);
@@ -178,7 +149,7 @@ describe('SIGTERM with a createOrder in flight', () => {
       expect(await signalServer(restarted, 'SIGTERM')).toEqual({ code: 0, signal: null });
       expect((await ledger(databaseUrl, user, pen)).orderIds).toEqual([orderIdOf(retry)]);
     } finally {
-      await lock.release();
+      await release();
     }
   });
 });

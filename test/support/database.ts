@@ -34,20 +34,7 @@ export async function dropTestDatabase(databaseUrl: string): Promise<void> {
   await withClient(adminUrl(), (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
 }
 
-/**
- * Holds row locks on the given products in a transaction of its own until released, so a
- * request that needs them keeps running. Releasing twice is harmless.
- */
-export async function lockProducts(databaseUrl: string, ids: string[]): Promise<() => Promise<void>> {
-  const client = new Client({ connectionString: databaseUrl });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT id FROM products WHERE id = ANY($1) FOR UPDATE', [ids]);
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    await client.query('COMMIT');
-    await client.end();
-  };
+/** The `count` column of one statement's first row, as a number (`select count(*) ...`). */
+export function countRows(database: { readonly databaseUrl: string }, sql: string, params: unknown[] = []): Promise<number> {
+  return withClient(database.databaseUrl, async (client) => Number((await client.query<{ count: string }>(sql, params)).rows[0]?.count));
 }

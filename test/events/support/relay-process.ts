@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { type Spawned, spawnNode } from '../../support/processes';
 
 const RELAY = path.resolve(__dirname, '..', '..', '..', 'dist', 'src', 'events', 'relay.cli.js');
 
@@ -10,46 +10,34 @@ export interface RelayProcess {
   kill(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
+const running = new Set<Spawned>();
+
+function kill(relay: Spawned): Promise<unknown> {
+  if (relay.child.exitCode === null && relay.child.signalCode === null) process.kill(relay.pid, 'SIGKILL');
+  return relay.exited;
+}
 
 export function spawnRelay(databaseUrl: string, natsUrl: string, env: Record<string, string> = {}): RelayProcess {
-  const child = spawn(process.execPath, [RELAY], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'test',
-      LOG_LEVEL: 'warn',
-      EVENTS_RELAY_POLL_MS: '20',
-      ...env,
-      DATABASE_URL: databaseUrl,
-      NATS_URL: natsUrl,
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
+  const relay = spawnNode(RELAY, {
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'warn',
+    EVENTS_RELAY_POLL_MS: '20',
+    ...env,
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl,
   });
-  running.add(child);
-  const output = { stderr: '' };
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    output.stderr += chunk;
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  void exited.then(() => running.delete(child));
+  running.add(relay);
+  void relay.exited.then(() => running.delete(relay));
   return {
-    pid: child.pid as number,
-    output,
+    pid: relay.pid,
+    output: relay.output,
     kill: async () => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid as number, 'SIGKILL');
-      await exited;
+      await kill(relay);
     },
   };
 }
 
 /** SIGKILLs every relay still running (test clean-up). */
 export async function killAllRelays(): Promise<void> {
-  await Promise.all(
-    [...running].map(async (child) => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(child.pid as number, 'SIGKILL');
-      await new Promise<void>((resolve) =>
-        child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve()),
-      );
-    }),
-  );
+  await Promise.all([...running].map(kill));
 }

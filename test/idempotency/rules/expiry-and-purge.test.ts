@@ -15,7 +15,7 @@ import {
   useRulesServers,
 } from './support';
 
-// Rule I10 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rule I10 of docs/idempotency.md (#i10-expiry), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers();

@@ -13,7 +13,7 @@ import {
   useRulesServers,
 } from './support';
 
-// Rule I9 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rule I9 of docs/idempotency.md (#i9-what-is-stored), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers({ uncached: true });

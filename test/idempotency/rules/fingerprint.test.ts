@@ -1,6 +1,6 @@
 import { CREATE_ORDER_ID_ONLY, codesOf, markersOf, newKey, type Placed, useRulesServers } from './support';
 
-// Rule I3 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rule I3 of docs/idempotency.md (#i3-fingerprint), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers();

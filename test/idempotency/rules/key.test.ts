@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { GraphQLResponse } from '../../support/server';
 import { CREATE_ORDER_ID_ONLY, codesOf, markersOf, newKey, type Placed, type Snapshot, useRulesServers } from './support';
 
-// Rule I1 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rule I1 of docs/idempotency.md (#i1-key), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers();

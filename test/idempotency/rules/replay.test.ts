@@ -15,7 +15,8 @@ import {
   useRulesServers,
 } from './support';
 
-// Rules I4, I5 and I6 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rules I4, I5 and I6 of docs/idempotency.md (#i4-atomic-first-execution, #i5-replay, #i6-replay-marker),
+// observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers({ uncached: true });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { TestServer } from '../../support/server';
 import { CANCEL_ORDER, type Cancelled, codesOf, newKey, replayedHeader, useRulesServers } from './support';
 
-// Rule I7 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rule I7 of docs/idempotency.md (#i7-reuse-with-other-arguments), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers({ uncached: true });

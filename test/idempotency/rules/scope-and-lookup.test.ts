@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { GraphQLResponse } from '../../support/server';
 import { codesOf, markersOf, newKey, RECORD, type RecordLookup, useRulesServers } from './support';
 
-// Rules I2 and I11 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rules I2 and I11 of docs/idempotency.md (#i2-scope, #i11-lookup), observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers();

@@ -18,7 +18,8 @@ import {
   useRulesServers,
 } from './support';
 
-// Rules I12 and I13 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Rules I12 and I13 of docs/idempotency.md (#i12-generic-engine, #i13-storage),
+// observed over HTTP against the real server and database.
 
 describe('idempotency rules', () => {
   const ctx = useRulesServers({ uncached: true });

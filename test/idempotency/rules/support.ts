@@ -3,7 +3,9 @@ import { withClient } from '../../support/database';
 import { plainResult } from '../../support/records';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
 
-// Shared by the tests of rules I1-I13 of DESIGN.md section 6, observed over HTTP against the real server and database.
+// Shared by the tests of rules I1-I13 (docs/idempotency.md, "Rules"), observed over HTTP against the real server and database.
+
+export { codesOf } from '../../support/responses';
 
 /** One entry of `extensions.idempotency`. */
 export interface Marker {
@@ -104,11 +106,6 @@ export function newKey(): string {
 /** The `extensions.idempotency` entries of a response. */
 export function markersOf(response: GraphQLResponse<unknown>): Marker[] | undefined {
   return response.body.extensions?.idempotency as Marker[] | undefined;
-}
-
-/** The `extensions.code` of every error of a response. */
-export function codesOf(response: GraphQLResponse<unknown>): unknown[] {
-  return (response.body.errors ?? []).map((error) => error.extensions?.code);
 }
 
 /** The Idempotent-Replayed header of a response. */

@@ -2,40 +2,40 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { signToken } from '../../src/auth/token';
 import { withTimeout } from '../../src/timeout';
-import type { GraphQLResponse } from '../support/server';
+import type { GraphQLResponse } from './server';
 
-// The real entry point, built by `npm run build` (npm test's pretest).
-const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
+/** The real entry point, built by `npm run build` (npm test's pretest). */
+export const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'src', 'main.js');
 const READY_TIMEOUT_MS = 45_000;
-const EXIT_TIMEOUT_MS = 15_000;
+const EXIT_TIMEOUT_MS = 20_000;
 
-/** How a server process ended. */
+/** How a process ended. */
 export interface Exit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
 }
 
-/** A server process spawned by these helpers, ready to serve GraphQL at `url`. */
-export interface ServerProcess {
+/** A Node.js process spawned by {@link spawnNode}, with what it printed so far. */
+export interface Spawned {
+  readonly child: ChildProcess;
   readonly pid: number;
-  readonly url: string;
-  /** What the process printed so far. */
   readonly output: { stdout: string; stderr: string };
   /** Settles when the process has exited. */
   readonly exited: Promise<Exit>;
+  /** Settles when the process has exited and its stdout and stderr are drained. */
+  readonly closed: Promise<Exit>;
 }
 
-interface Spawned {
-  readonly child: ChildProcess;
-  readonly output: { stdout: string; stderr: string };
-  readonly exited: Promise<Exit>;
+/** A server process, ready to serve GraphQL at `url`. */
+export interface ServerProcess extends Spawned {
+  readonly url: string;
 }
 
-// Every process these helpers spawned and that has not exited yet: the only pids they ever signal.
+// Every process spawned here that has not exited yet: the only pids these helpers ever signal.
 const running = new Map<number, Spawned>();
 
-/** Only what a shell would hand the server, so no variable of the test run (NODE_ENV=test, ...) leaks in. */
-function baseEnv(): Record<string, string> {
+/** Only what a shell would hand a process, so no variable of the test run (NODE_ENV=test, ...) leaks in. */
+export function shellEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) {
     const value = process.env[name];
@@ -44,8 +44,9 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
-function spawnMain(env: Record<string, string>): Spawned {
-  const child = spawn(process.execPath, [MAIN], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Spawns `node script` with `env` on top of {@link shellEnv}, collecting its output. */
+export function spawnNode(script: string, env: Record<string, string>, options: { cwd?: string } = {}): Spawned {
+  const child = spawn(process.execPath, [script], { cwd: options.cwd, env: { ...shellEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     output.stdout += chunk;
@@ -54,34 +55,38 @@ function spawnMain(env: Record<string, string>): Spawned {
     output.stderr += chunk;
   });
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const spawned = { child, output, exited };
-  if (child.pid !== undefined) {
-    const pid = child.pid;
-    running.set(pid, spawned);
-    void exited.then(() => running.delete(pid));
-  }
+  const closed = new Promise<Exit>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+  if (child.pid === undefined) throw new Error(`could not spawn ${script}`);
+  const spawned = { child, pid: child.pid, output, exited, closed };
+  running.set(spawned.pid, spawned);
+  void exited.then(() => running.delete(spawned.pid));
   return spawned;
 }
 
-/** Rejects with a message naming `what` when `promise` takes longer than `ms`. */
+/** The JSON lines (pino) a process printed; a partial last line is left out. */
+export function logLines(stdout: string): Record<string, unknown>[] {
+  return stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>];
+      } catch {
+        return [];
+      }
+    });
+}
 
 /** The URL of the pino line `GraphQL API ready`, once the process has printed it. */
 function readyUrl(stdout: string): string | undefined {
-  for (const line of stdout.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const entry = JSON.parse(line) as { msg?: unknown; url?: unknown };
-      if (entry.msg === 'GraphQL API ready' && typeof entry.url === 'string') return entry.url;
-    } catch {
-      // A partial line: the rest is still on its way.
-    }
-  }
-  return undefined;
+  const url = logLines(stdout).find((entry) => entry.msg === 'GraphQL API ready')?.url;
+  return typeof url === 'string' ? url : undefined;
 }
 
 /** Spawns `node dist/src/main.js` with `env` on top of a minimal shell environment and waits until it serves. */
 export async function startServer(env: Record<string, string>): Promise<ServerProcess> {
-  const { child, output, exited } = spawnMain(env);
+  const spawned = spawnNode(MAIN, env);
+  const { child, output, exited } = spawned;
   const url = await withTimeout(
     new Promise<string>((resolve, reject) => {
       const check = () => {
@@ -99,11 +104,11 @@ export async function startServer(env: Record<string, string>): Promise<ServerPr
     READY_TIMEOUT_MS,
     'the server to be ready',
   );
-  return { pid: child.pid as number, url, output, exited };
+  return { ...spawned, url };
 }
 
 /** Sends `signal` to a process spawned here (never to any other pid) and waits for it to exit. */
-export async function signalServer(server: ServerProcess, signal: NodeJS.Signals): Promise<Exit> {
+export async function signalServer(server: Spawned, signal: NodeJS.Signals): Promise<Exit> {
   if (running.has(server.pid)) process.kill(server.pid, signal);
   return withTimeout(server.exited, EXIT_TIMEOUT_MS, `the server to exit on ${signal}`);
 }

@@ -1,6 +1,7 @@
-import { withClient } from '../support/database';
-import { storedOrderIds } from '../support/records';
-import type { GraphQLResponse } from '../support/server';
+import { withClient } from './database';
+import { storedOrderIds } from './records';
+import { codeOf } from './responses';
+import type { GraphQLResponse } from './server';
 
 const CREATE_ORDER = `mutation($input: CreateOrderInput!, $key: IdempotencyKey) {
   createOrder(input: $input, idempotencyKey: $key) { order { id totalCents lines { quantity product { id } } } }
@@ -41,12 +42,6 @@ export async function createOrder(
   return { status: response.status, headers: response.headers, body };
 }
 
-/** The first error code of a response, if any. */
-export function errorCode(response: CreateOrderResponse): string | undefined {
-  const code = response.body.errors?.[0]?.extensions?.code;
-  return code === undefined ? undefined : String(code);
-}
-
 /** The order of a successful response, else undefined. */
 export function orderIdOf(response: CreateOrderResponse): string | undefined {
   return response.body.errors ? undefined : response.body.data?.createOrder?.order.id;
@@ -58,7 +53,7 @@ export function markerOf(response: CreateOrderResponse): Marker | undefined {
 
 /** Whether a failed response is the retryable "database unavailable" answer (by code or by HTTP status). */
 export function isServiceUnavailable(response: CreateOrderResponse): boolean {
-  return response.status === 503 || errorCode(response) === 'SERVICE_UNAVAILABLE';
+  return response.status === 503 || codeOf(response) === 'SERVICE_UNAVAILABLE';
 }
 
 /** Runs one statement on its own connection. */
@@ -100,13 +95,18 @@ export async function ledger(databaseUrl: string, user: string, productId: strin
   return { orderIds, records, orphanOrders: orderIds.filter((id) => !recorded.has(id)).length, stock };
 }
 
-/** Waits until no session but the caller's is connected to the database (an exited server's backends end on EOF). */
-export async function untilNoOtherConnections(databaseUrl: string, timeoutMs = 15_000): Promise<void> {
+/**
+ * Waits until no session but the caller's and those in `except` is connected to the database
+ * (an exited or killed server's backends end on EOF).
+ */
+export async function untilNoOtherConnections(databaseUrl: string, except: number[] = [], timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [row] = await sql<{ others: number }>(
       databaseUrl,
-      'select count(*)::int as others from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
+      `select count(*)::int as others from pg_stat_activity
+        where datname = current_database() and pid <> all($1::int[]) and pid <> pg_backend_pid()`,
+      [except],
     );
     if (row!.others === 0) return;
     if (Date.now() > deadline) throw new Error(`${row!.others} other connections are still open`);
