@@ -38,7 +38,7 @@ describe('migrations', () => {
   });
 
   it('leave no difference between the entities and the migrated database', async () => {
-    const diff = (await server.orm.getSchemaGenerator().getUpdateSchemaSQL({ wrap: false })).trim();
+    const diff = (await server.orm.schema.getUpdateSchemaSQL({ wrap: false })).trim();
     if (diff !== '') {
       throw new Error(`entities and migrations disagree; a migration is missing (npm run migration:create) or wrong:\n${diff}`);
     }
@@ -46,9 +46,9 @@ describe('migrations', () => {
   });
 
   it('are all applied by the server at start, none left pending', async () => {
-    const migrator = server.orm.getMigrator();
-    expect(await migrator.getPendingMigrations()).toEqual([]);
-    const executed = (await migrator.getExecutedMigrations()).map((migration) => migration.name);
+    const migrator = server.orm.migrator;
+    expect(await migrator.getPending()).toEqual([]);
+    const executed = (await migrator.getExecuted()).map((migration) => migration.name);
     expect(executed).toEqual(MIGRATIONS.map((migration) => migration.name));
   });
 });

@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { DefaultLogger, type LogContext, type LoggerNamespace } from '@mikro-orm/core';
+import { ReflectMetadataProvider } from '@mikro-orm/decorators/legacy';
 import { Migrator } from '@mikro-orm/migrations';
 import { defineConfig, type Options } from '@mikro-orm/postgresql';
 import { MIGRATIONS } from '../../migrations';
@@ -27,24 +29,25 @@ export interface OrmOptions {
 /** The MikroORM configuration shared by the server, the tests and the CLI. */
 export function createOrmConfig(options: OrmOptions): Options {
   const onQuery = options.onQuery;
-  const warn = (message: unknown) => options.onDriverWarning?.(String(message));
+  const onWarning = options.onDriverWarning;
   return defineConfig({
     clientUrl: options.clientUrl,
     entities: ENTITIES,
+    // The entities use legacy decorators whose property types come from emitted metadata.
+    metadataProvider: ReflectMetadataProvider,
     discovery: { warnWhenNoEntities: true },
     extensions: [Migrator],
-    // A request waits at most 5 s for a pooled connection, then fails instead of queueing.
-    pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000, acquireTimeoutMillis: 5_000 },
+    pool: { min: 0, max: options.poolSize ?? 20, idleTimeoutMillis: 30_000 },
     forceUtcTimezone: true,
+    // Passed to node-postgres's Pool, whose connection timeout bounds both waiting for a pooled
+    // connection and opening one: a request fails within 5 s instead of queueing while the
+    // database is unreachable or every connection is busy.
     driverOptions: {
-      connection: {
-        ...(options.statementTimeoutMs ? { options: `-c statement_timeout=${options.statementTimeoutMs}` } : {}),
-        // While the database is unreachable, requests fail within seconds instead of queueing.
-        connectionTimeoutMillis: 5_000,
-      },
-      // knex writes pool warnings to the console; they belong in the service's log.
-      log: { warn: warn, error: warn, deprecate: warn, debug: () => {} },
+      connectionTimeoutMillis: 5_000,
+      ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
     },
+    // The driver reports lost connections as warnings; they belong in the service's log.
+    loggerFactory: onWarning ? (loggerOptions) => new WarningForwardingLogger(loggerOptions, onWarning) : undefined,
     allowGlobalContext: false,
     ensureDatabase: false,
     debug: false,
@@ -69,4 +72,18 @@ export function createOrmConfig(options: OrmOptions): Options {
       fileName: (timestamp: string, name?: string) => `Migration${timestamp}${name ? `_${name}` : ''}`,
     },
   });
+}
+
+/** The default logger, except that warnings go to the given callback whatever the debug mode. */
+class WarningForwardingLogger extends DefaultLogger {
+  constructor(
+    options: ConstructorParameters<typeof DefaultLogger>[0],
+    private readonly onWarning: (message: string) => void,
+  ) {
+    super(options);
+  }
+
+  override warn(_namespace: LoggerNamespace | string, message: string, _context?: LogContext): void {
+    this.onWarning(message);
+  }
 }

@@ -31,8 +31,8 @@ const TRANSIENT_MESSAGES = [
   'Client has encountered a connection error',
   'terminating connection',
   'Connection lost',
-  // knex's wording when BEGIN failed on a lost connection and a statement followed it.
-  'Transaction query already complete',
+  // node-postgres's pool, when no connection became free within its connection timeout.
+  'timeout exceeded when trying to connect',
 ];
 
 /**
@@ -44,12 +44,10 @@ export function isTransientDatabaseError(error: unknown): boolean {
   for (let current = error, depth = 0; current && depth < 5; depth++) {
     if (current instanceof DeadlockException || current instanceof LockWaitTimeoutException) return true;
     if (typeof current !== 'object') return false;
-    const { code, message, cause, syscall, name } = current as Record<string, unknown>;
+    const { code, message, cause, syscall } = current as Record<string, unknown>;
     if (typeof code === 'string' && code === PROTOCOL_VIOLATION) return false;
     if (current instanceof ConnectionException) return true;
     if (typeof syscall === 'string' && SOCKET_SYSCALLS.has(syscall)) return true;
-    // The pool had no connection to give within its acquisition timeout.
-    if (name === 'KnexTimeoutError') return true;
     if (typeof code === 'string' && (TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true;
     if (typeof message === 'string' && TRANSIENT_MESSAGES.some((text) => message.includes(text))) return true;
     current = cause;

@@ -11,7 +11,7 @@ export interface PoolStats {
 
 export interface MetricsSources {
   /** Pool occupancy; omitted when unknown. */
-  readonly pool?: () => PoolStats;
+  readonly pool?: () => Promise<PoolStats>;
   /** Approximate number of idempotency records, from PostgreSQL's statistics. */
   readonly liveRecords?: () => Promise<number>;
 }
@@ -65,8 +65,8 @@ export class Metrics {
         help: 'Database pool connections by state (used, free, pending acquisitions, max).',
         labelNames: ['state'] as const,
         registers: [this.registry],
-        collect() {
-          const stats = pool();
+        async collect() {
+          const stats = await pool();
           for (const state of ['used', 'free', 'pending', 'max'] as const) this.set({ state }, stats[state]);
         },
       });

@@ -1,21 +1,14 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { MetricsSources, PoolStats } from './metrics';
 
-interface TarnPool {
-  numUsed(): number;
-  numFree(): number;
-  numPendingAcquires(): number;
-  max: number;
-}
-
 /** Pool occupancy and record estimates read from the ORM's connection. */
 export function ormMetricsSources(orm: MikroORM): MetricsSources {
+  const max = orm.config.get('pool')?.max ?? 0;
   return {
-    pool: (): PoolStats => {
-      const pool = (orm.em.getConnection().getKnex().client as { pool?: TarnPool }).pool;
-      return pool
-        ? { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max }
-        : { used: 0, free: 0, pending: 0, max: 0 };
+    pool: async (): Promise<PoolStats> => {
+      // The node-postgres pool behind the connection, through MikroORM's accessor for it.
+      const pool = await orm.em.getConnection().getNativeClient();
+      return { used: pool.totalCount - pool.idleCount, free: pool.idleCount, pending: pool.waitingCount, max };
     },
     liveRecords: async () => {
       // Live rows as PostgreSQL's cumulative statistics count them: kept up to date by every

@@ -1,4 +1,5 @@
-import { Check, Entity, ManyToOne, PrimaryKey, Property, type Ref } from '@mikro-orm/core';
+import type { Ref } from '@mikro-orm/core';
+import { Check, Entity, ManyToOne, PrimaryKey, Property } from '@mikro-orm/decorators/legacy';
 import { Product } from '../catalog/product.entity';
 import { Order } from './order.entity';
 
@@ -6,13 +7,13 @@ import { Order } from './order.entity';
 @Entity({ tableName: 'order_lines' })
 @Check({ name: 'order_lines_quantity_check', expression: 'quantity > 0' })
 export class OrderLine {
-  @ManyToOne(() => Order, { primary: true, ref: true, deleteRule: 'cascade' })
+  @ManyToOne(() => Order, { primary: true, ref: true, updateRule: 'cascade', deleteRule: 'cascade' })
   order: Ref<Order>;
 
   @PrimaryKey({ type: 'smallint' })
   position: number;
 
-  @ManyToOne(() => Product, { ref: true, index: true })
+  @ManyToOne(() => Product, { ref: true, index: true, updateRule: 'cascade' })
   product: Ref<Product>;
 
   @Property({ type: 'integer' })

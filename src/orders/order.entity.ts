@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Check, Collection, Entity, Enum, Index, OneToMany, PrimaryKey, Property } from '@mikro-orm/core';
+import { Collection } from '@mikro-orm/core';
+import { Check, Entity, Enum, Index, OneToMany, PrimaryKey, Property } from '@mikro-orm/decorators/legacy';
 import { OrderLine } from './order-line.entity';
 
 /** Lifecycle of an order. */
