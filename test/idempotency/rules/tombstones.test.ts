@@ -1,3 +1,4 @@
+import { failureOfResult, isRetryable } from '../../../clients/src/policy';
 import { createIdempotency } from '../../../src/idempotency';
 import { withClient } from '../../support/database';
 import { type GraphQLResponse, startTestServer, type TestServer } from '../../support/server';
@@ -102,6 +103,8 @@ describe('tombstones (IDEMPOTENCY_TTL_SECONDS=2, IDEMPOTENCY_TOMBSTONE_SECONDS=5
       ]);
       expect(markersOf(late)).toEqual([{ ...marker, replayed: false }]);
       expect(late.headers.get('idempotent-replayed')).toBeNull();
+      // The client package gives up at once instead of sending the request again.
+      expect(isRetryable(failureOfResult(late.body)!)).toBe(false);
     }
     expect(codesOf(other)).toEqual(['IDEMPOTENCY_KEY_REUSED']);
     expect(lookup.body.data).toEqual({
