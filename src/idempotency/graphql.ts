@@ -248,7 +248,7 @@ export class IdempotencyRecordType {
 
   @Field(() => Date, {
     description:
-      'When the tombstone ends and the key becomes unused again (IDEMPOTENCY_TOMBSTONE_SECONDS after expiresAt); expiresAt without a tombstone.',
+      'When the tombstone ends and the key becomes unused again: the tombstone window (IDEMPOTENCY_TOMBSTONE_SECONDS unless the mutation sets its own) after expiresAt; expiresAt without a tombstone.',
   })
   forgottenAt!: Date;
 
