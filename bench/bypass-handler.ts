@@ -17,6 +17,7 @@ class BypassHandler extends IdempotencyHandler<EntityManager> {
       store: new PostgresRecordStore(),
       codec: new ResultCodec(),
       ttlSeconds: 1,
+      tombstoneSeconds: 0,
       waitMs: 0,
       cacheSize: 0,
       observer: silent,
@@ -28,7 +29,10 @@ class BypassHandler extends IdempotencyHandler<EntityManager> {
     const value = await execution.db.transactional((tx) => execution.run(tx));
     // The response keeps its shape (extensions.idempotency), so both servers send the same bytes.
     const now = new Date().toISOString();
-    return { value, marker: { path: execution.path, key: execution.key, replayed: false, firstExecutedAt: now, expiresAt: now } };
+    return {
+      value,
+      marker: { path: execution.path, key: execution.key, replayed: false, firstExecutedAt: now, expiresAt: now, forgottenAt: now },
+    };
   }
 }
 

@@ -193,7 +193,7 @@ export async function report(run: RunReport): Promise<void> {
     '',
     `Scale: ${fmt(run.records)} live + ${fmt(run.records)} expired records loaded into the second database before the measured scenarios, in ${fmt(run.scale.loadSeconds, 1)} s (SQL, then VACUUM ANALYZE and CHECKPOINT); idempotency_records then held ${fmt(run.scale.rows)} rows, ${run.scale.size} with indexes.`,
     '',
-    `Purge: ${fmt(purge.deleted)} expired rows deleted in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); expired rows left: ${fmt(purge.leftExpired)}. Meanwhile: ${conditionsText(purge.conditions)}.`,
+    `Purge: ${fmt(purge.deleted)} rows deleted (tombstone ended) and ${fmt(purge.tombstoned)} expired records turned into tombstones in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); rows still due to the purge left: ${fmt(purge.leftExpired)}. Meanwhile: ${conditionsText(purge.conditions)}.`,
     '',
     '### Ratios and targets',
     '',

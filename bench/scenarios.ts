@@ -189,7 +189,9 @@ const LOAD_SPAN_SECONDS = 79_200;
  * Inserts `count` records `<prefix><n>` (n = 1..count) for users `user-<n mod RECORD_USERS>`,
  * copying operation, fingerprint and stored result from a real record, so that a request with
  * the template's arguments replays any of them. Live records expire 2 to 24 hours from now;
- * expired ones expired 1 to 23 hours ago.
+ * expired ones expired 1 to 23 hours ago. Every record has a 30-day tombstone except every
+ * other expired one, whose tombstone has ended: a purge deletes those and turns the rest of the
+ * expired ones into tombstones.
  *
  * As in a table written by real traffic, records lie in the table in the order they were
  * written, so expiry follows their position: n = 1 is the oldest. The chunks are inserted one
@@ -208,12 +210,13 @@ export async function loadRecords(
   for (let from = 1; from <= count; from += chunk) {
     const to = Math.min(count, from + chunk - 1);
     await pool.query(
-      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
-       select 'user-' || (i % $5::int), $4::text || i, t.operation, t.fingerprint, t.outcome, t.result, w.at, w.at + interval '1 day'
+      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, resources, created_at, expires_at, forgotten_at)
+       select 'user-' || (i % $5::int), $4::text || i, t.operation, t.fingerprint, t.outcome, t.result, t.resources, w.at, w.at + interval '1 day',
+              w.at + interval '1 day' + case when $10::boolean and i % 2 = 1 then interval '0' else interval '30 days' end
          from generate_series($1::int, $2::int) as i
               cross join lateral (select now() - make_interval(secs => $6::int + ($8::int - i) * $9::float8 / $8::int) as at) as w,
-              (select operation, fingerprint, outcome, result from idempotency_records where user_id = $3 and key = $7) as t`,
-      [from, to, template.userId, prefix, RECORD_USERS, ageOffset, template.key, count, LOAD_SPAN_SECONDS],
+              (select operation, fingerprint, outcome, result, resources from idempotency_records where user_id = $3 and key = $7) as t`,
+      [from, to, template.userId, prefix, RECORD_USERS, ageOffset, template.key, count, LOAD_SPAN_SECONDS, state === 'expired'],
     );
     process.stderr.write(`  ${state} records: ${fmt(to)} / ${fmt(count)}\r`);
   }
@@ -224,7 +227,10 @@ export async function loadRecords(
 /** The purge run while createOrder load continues. */
 export interface PurgeResult {
   readonly deleted: number;
+  /** Expired records whose result the purge dropped, leaving their tombstones. */
+  readonly tombstoned: number;
   readonly seconds: number;
+  /** Rows deleted or turned into tombstones, per second. */
   readonly rowsPerSecond: number;
   /** createOrder throughput and latency while the purge ran. */
   readonly during: { rps: number; p50: number; p99: number; responses: number };
@@ -316,7 +322,7 @@ export async function purgeUnderLoad(
   const leadMs = 5_000;
   let purgeStart = 0;
   let purgeEnd = 0;
-  let deleted = 0;
+  let purged = { deleted: 0, tombstoned: 0 };
   let conditions: PurgeConditions | undefined;
   const load = await runLoad({
     ...settings,
@@ -327,7 +333,7 @@ export async function purgeUnderLoad(
       const first = await conditionCounters(db.pool);
       const autovacuum = watchAutovacuum(db.pool);
       purgeStart = elapsed();
-      deleted = await createIdempotency().purge(db.orm);
+      purged = await createIdempotency().purge(db.orm);
       purgeEnd = elapsed();
       const last = await conditionCounters(db.pool);
       conditions = {
@@ -345,9 +351,9 @@ export async function purgeUnderLoad(
   const seconds = (purgeEnd - purgeStart) / 1000;
   if (!conditions) throw new Error('the purge did not run');
   return {
-    deleted,
+    ...purged,
     seconds,
-    rowsPerSecond: deleted / seconds,
+    rowsPerSecond: (purged.deleted + purged.tombstoned) / seconds,
     during: window(load, purgeStart, purgeEnd),
     before: window(load, 0, purgeStart),
     load,

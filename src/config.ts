@@ -80,6 +80,11 @@ export interface HttpConfig {
 export interface IdempotencyConfig {
   /** `IDEMPOTENCY_TTL_SECONDS`; default 86400. How long an outcome is kept and replayed. */
   readonly ttlSeconds: number;
+  /**
+   * `IDEMPOTENCY_TOMBSTONE_SECONDS`; default 2592000 (30 days), 0 turns tombstones off. How long after
+   * an outcome expires its tombstone answers a retry with IDEMPOTENCY_KEY_EXPIRED instead of executing it.
+   */
+  readonly tombstoneSeconds: number;
   /** `IDEMPOTENCY_WAIT_MS`; default 10000. How long a duplicate waits for an in-flight first request. */
   readonly waitMs: number;
   /** `IDEMPOTENCY_PURGE_INTERVAL_SECONDS`; default 300, 0 turns the background purge off. */
@@ -120,6 +125,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     jwtMaxLifetimeSeconds: integer(env, 'JWT_MAX_LIFETIME_SECONDS', 2_592_000, 60, 31_536_000),
     idempotency: {
       ttlSeconds: integer(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 1, 31_536_000),
+      tombstoneSeconds: integer(env, 'IDEMPOTENCY_TOMBSTONE_SECONDS', 2_592_000, 0, 31_536_000),
       waitMs: integer(env, 'IDEMPOTENCY_WAIT_MS', 10_000, 0, 600_000),
       purgeIntervalSeconds: integer(env, 'IDEMPOTENCY_PURGE_INTERVAL_SECONDS', 300, 0, 86_400),
       encryptionKey: encryptionKey(env),

@@ -13,6 +13,7 @@ export const ErrorCode = {
   IdempotencyKeyReused: 'IDEMPOTENCY_KEY_REUSED',
   IdempotencyRequestInProgress: 'IDEMPOTENCY_REQUEST_IN_PROGRESS',
   IdempotencyRecordUnreadable: 'IDEMPOTENCY_RECORD_UNREADABLE',
+  IdempotencyKeyExpired: 'IDEMPOTENCY_KEY_EXPIRED',
   RateLimited: 'RATE_LIMITED',
   ServiceUnavailable: 'SERVICE_UNAVAILABLE',
   InternalServerError: 'INTERNAL_SERVER_ERROR',

@@ -97,9 +97,9 @@ async function main(): Promise<void> {
     stopPurge = idempotency.startPurgeJob(
       orm,
       config.idempotency.purgeIntervalSeconds,
-      (deleted) => {
+      ({ deleted, tombstoned }) => {
         metrics.recordsPurged.inc(deleted);
-        if (deleted > 0) logger.info({ deleted }, 'purged expired idempotency records');
+        if (deleted + tombstoned > 0) logger.info({ deleted, tombstoned }, 'purged expired idempotency records');
       },
       (error) => logger.warn({ err: error }, 'idempotency purge failed; will retry'),
     );

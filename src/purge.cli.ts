@@ -9,9 +9,10 @@ import { createLogger } from './observability/logger';
 const PURGE_VARIABLES = ['DATABASE_URL', 'DATA_DIR', 'EMBEDDED_PG_PORT', 'LOG_LEVEL'] as const;
 
 /**
- * `npm run idempotency:purge` (node dist/src/purge.cli.js): deletes expired idempotency records
- * in bounded batches and prints how many. Uses DATABASE_URL, else the embedded server
- * `npm start` runs on DATA_DIR, else starts that embedded server for the duration of the purge.
+ * `npm run idempotency:purge` (node dist/src/purge.cli.js): deletes idempotency records whose
+ * tombstone ended and drops the results of expired ones, in bounded batches, and prints how
+ * many. Uses DATABASE_URL, else the embedded server `npm start` runs on DATA_DIR, else starts
+ * that embedded server for the duration of the purge.
  */
 async function main(): Promise<void> {
   const config = loadConfig(Object.fromEntries(PURGE_VARIABLES.map((name) => [name, process.env[name]])));
@@ -25,8 +26,10 @@ async function main(): Promise<void> {
   const orm = await openOrm({ clientUrl: url, poolSize: 2 });
   try {
     const started = Date.now();
-    const deleted = await createIdempotency().purge(orm);
-    process.stdout.write(`purged ${deleted} expired idempotency records in ${Date.now() - started} ms\n`);
+    const { deleted, tombstoned } = await createIdempotency().purge(orm);
+    process.stdout.write(
+      `purged idempotency records: ${deleted} deleted, ${tombstoned} expired turned into tombstones, in ${Date.now() - started} ms\n`,
+    );
   } finally {
     await orm.close(true);
     await embedded?.stop();

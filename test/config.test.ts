@@ -31,6 +31,7 @@ describe('loadConfig', () => {
         jwtMaxLifetimeSeconds: 2_592_000,
         idempotency: {
           ttlSeconds: 86_400,
+          tombstoneSeconds: 2_592_000,
           waitMs: 10_000,
           purgeIntervalSeconds: 300,
           encryptionKey: undefined,
@@ -62,6 +63,7 @@ describe('loadConfig', () => {
           'EMBEDDED_PG_PORT',
           'JWT_SECRET',
           'IDEMPOTENCY_TTL_SECONDS',
+          'IDEMPOTENCY_TOMBSTONE_SECONDS',
           'IDEMPOTENCY_WAIT_MS',
           'IDEMPOTENCY_PURGE_INTERVAL_SECONDS',
           'IDEMPOTENCY_ENCRYPTION_KEY',
@@ -107,6 +109,7 @@ describe('loadConfig', () => {
           EMBEDDED_PG_PORT: '5433',
           JWT_SECRET: SECRET,
           IDEMPOTENCY_TTL_SECONDS: '3600',
+          IDEMPOTENCY_TOMBSTONE_SECONDS: '0',
           IDEMPOTENCY_WAIT_MS: '2500',
           IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
           IDEMPOTENCY_ENCRYPTION_KEY: KEY.toString('base64'),
@@ -137,7 +140,14 @@ describe('loadConfig', () => {
         jwtSecret: SECRET,
         jwtSecretIsDefault: false,
         jwtMaxLifetimeSeconds: 86_400,
-        idempotency: { ttlSeconds: 3600, waitMs: 2500, purgeIntervalSeconds: 0, encryptionKey: KEY, previousEncryptionKeys: [] },
+        idempotency: {
+          ttlSeconds: 3600,
+          tombstoneSeconds: 0,
+          waitMs: 2500,
+          purgeIntervalSeconds: 0,
+          encryptionKey: KEY,
+          previousEncryptionKeys: [],
+        },
         http: {
           requestTimeoutMs: 5000,
           shutdownGraceMs: 2000,
@@ -253,6 +263,8 @@ describe('loadConfig', () => {
     it.each([
       ['IDEMPOTENCY_TTL_SECONDS', '0'],
       ['IDEMPOTENCY_TTL_SECONDS', 'one day'],
+      ['IDEMPOTENCY_TOMBSTONE_SECONDS', '-1'],
+      ['IDEMPOTENCY_TOMBSTONE_SECONDS', '31536001'],
       ['IDEMPOTENCY_WAIT_MS', '-5'],
       ['IDEMPOTENCY_PURGE_INTERVAL_SECONDS', '5m'],
     ])('rejects %s=%s', (name, value) => {

@@ -7,6 +7,8 @@ export interface IdempotencyEntry {
   readonly replayed: boolean;
   readonly firstExecutedAt: string;
   readonly expiresAt: string;
+  /** When the key's tombstone ends and a request with it executes anew (ISO 8601). */
+  readonly forgottenAt: string;
 }
 
 /** What a caller usually wants to know about a keyed answer. */

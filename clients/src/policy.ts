@@ -40,8 +40,8 @@ export type RetryDecision =
 
 /**
  * GraphQL codes after which the same request with the same key may still succeed. Everything
- * else (INSUFFICIENT_STOCK, IDEMPOTENCY_KEY_REUSED, BAD_USER_INPUT, INTERNAL_SERVER_ERROR, ...) is
- * final: sending it again would get the same answer, or a replay of it.
+ * else (INSUFFICIENT_STOCK, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_EXPIRED, BAD_USER_INPUT,
+ * INTERNAL_SERVER_ERROR, ...) is final: sending it again would get the same answer, or a replay of it.
  */
 export const RETRYABLE_CODES: ReadonlySet<string> = new Set(['SERVICE_UNAVAILABLE', 'IDEMPOTENCY_REQUEST_IN_PROGRESS', 'RATE_LIMITED']);
 

@@ -26,7 +26,7 @@ export class ProductResolver {
   }
 
   @Mutation(() => CreateProductPayload, { description: 'Adds a product to the catalog (admin only). Idempotent by key.' })
-  @Idempotent()
+  @Idempotent<CreateProductPayload>({ resources: (payload) => [{ type: 'Product', id: payload.product.id }] })
   async createProduct(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateProductInput, { description: 'The new product.' }) input: CreateProductInput,

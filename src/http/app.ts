@@ -41,9 +41,10 @@ export interface AppOptions {
 
 /** The idempotency engine configured from the environment, with optional overrides. */
 export function createIdempotencyHandler(config: Config, overrides: IdempotencyOptions = {}): Idempotency {
-  const { ttlSeconds, waitMs, encryptionKey, previousEncryptionKeys } = config.idempotency;
+  const { ttlSeconds, tombstoneSeconds, waitMs, encryptionKey, previousEncryptionKeys } = config.idempotency;
   return createIdempotency({
     ttlSeconds,
+    tombstoneSeconds,
     waitMs,
     encryptionKey,
     previousEncryptionKeys,

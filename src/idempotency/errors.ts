@@ -1,3 +1,5 @@
+import type { CreatedResource } from './store';
+
 /** Every code the engine itself answers with. */
 export const IdempotencyErrorCode = {
   KeyMissing: 'IDEMPOTENCY_KEY_MISSING',
@@ -5,6 +7,7 @@ export const IdempotencyErrorCode = {
   KeyReused: 'IDEMPOTENCY_KEY_REUSED',
   RequestInProgress: 'IDEMPOTENCY_REQUEST_IN_PROGRESS',
   RecordUnreadable: 'IDEMPOTENCY_RECORD_UNREADABLE',
+  KeyExpired: 'IDEMPOTENCY_KEY_EXPIRED',
 } as const;
 
 /** What `extensions.idempotency` reports for one idempotent field. */
@@ -14,6 +17,8 @@ export interface IdempotencyMarker {
   readonly replayed: boolean;
   readonly firstExecutedAt: string;
   readonly expiresAt: string;
+  /** When the key's tombstone ends and the key is unused again; `expiresAt` without a tombstone. */
+  readonly forgottenAt: string;
 }
 
 /**
@@ -60,6 +65,19 @@ export function recordUnreadable(key: string, marker: IdempotencyMarker): Idempo
     IdempotencyErrorCode.RecordUnreadable,
     `The stored outcome of idempotency key ${key} cannot be read (for example its encryption key is no longer configured); it is not executed again`,
     { retryable: false },
+    marker,
+  );
+}
+
+/**
+ * A late retry: the key's result expired, its tombstone remains. Retrying cannot help; the
+ * resources tell the client what to fetch instead of creating them again.
+ */
+export function keyExpired(key: string, resources: readonly CreatedResource[], marker: IdempotencyMarker): IdempotencyError {
+  return new IdempotencyError(
+    IdempotencyErrorCode.KeyExpired,
+    `Idempotency key ${key} was first executed at ${marker.firstExecutedAt}; its result expired at ${marker.expiresAt} and is not executed again. Fetch the current state of its resources instead`,
+    { retryable: false, firstExecutedAt: marker.firstExecutedAt, resources: resources.map(({ type, id }) => ({ type, id })) },
     marker,
   );
 }

@@ -10,13 +10,24 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
-import { Arg, Ctx, createMethodMiddlewareDecorator, Directive, Field, ObjectType, Query, Resolver, registerEnumType } from 'type-graphql';
+import {
+  Arg,
+  Ctx,
+  createMethodMiddlewareDecorator,
+  Directive,
+  Field,
+  ID,
+  ObjectType,
+  Query,
+  Resolver,
+  registerEnumType,
+} from 'type-graphql';
 import { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker, keyInvalid, keyMissing } from './errors';
 import type { IdempotencyHandler } from './handler';
 import { IDEMPOTENCY_KEY_ARG, IdempotencyKeyScalar, validateKey } from './key';
 import { ObservedOutcome } from './observer';
 import { PostgresRecordStore } from './postgres.store';
-import { Outcome } from './store';
+import { type CreatedResource, Outcome } from './store';
 
 /** Header set when any field of the response was replayed from a stored outcome. */
 const REPLAYED_HEADER = 'idempotent-replayed';
@@ -44,18 +55,46 @@ export interface IdempotencyContext {
 export const idempotentDirective = new GraphQLDirective({
   name: 'idempotent',
   description:
-    'The mutation executes once per idempotency key; a retry with the same key gets the first outcome until it expires. ttlSeconds absent: the server-wide retention (IDEMPOTENCY_TTL_SECONDS, 86400 by default).',
+    'The mutation executes once per idempotency key; a retry with the same key gets the first outcome until it expires, then IDEMPOTENCY_KEY_EXPIRED until its tombstone ends; only then is the key unused again. Absent arguments: the server-wide settings (IDEMPOTENCY_TTL_SECONDS, 86400 by default; IDEMPOTENCY_TOMBSTONE_SECONDS, 2592000 by default).',
   locations: [DirectiveLocation.FIELD_DEFINITION],
-  args: { ttlSeconds: { type: GraphQLInt, description: 'How long this mutation keeps its outcomes.' } },
+  args: {
+    ttlSeconds: { type: GraphQLInt, description: 'How long this mutation keeps its outcomes.' },
+    tombstoneSeconds: {
+      type: GraphQLInt,
+      description: 'How long a tombstone (no payload) answers a late retry after the outcome expires; 0: none.',
+    },
+  },
 });
+
+/** Per-mutation options of {@link Idempotent}; absent ones take the engine's settings. */
+export interface IdempotentOptions<Payload> {
+  /** How long outcomes are kept and replayed: a whole number of seconds, at least 1. */
+  readonly ttlSeconds?: number;
+  /** How long a tombstone answers late retries after an outcome expires: whole seconds; 0 turns tombstones off. */
+  readonly tombstoneSeconds?: number;
+  /** The resources a payload created (e.g. `[{ type: 'Order', id: payload.order.id }]`), named in IDEMPOTENCY_KEY_EXPIRED. */
+  readonly resources?: (payload: Payload) => readonly CreatedResource[];
+}
 
 /**
  * Makes a mutation idempotent. It declares its key with `@IdempotencyKeyArg()`, writes only
  * through `ctx.em` (the engine's transaction), and returns plain data describing its whole
  * payload: that data is what replays return.
  */
-export function Idempotent(options: { readonly ttlSeconds?: number } = {}): MethodDecorator {
-  const directive = Directive(options.ttlSeconds ? `@idempotent(ttlSeconds: ${options.ttlSeconds})` : '@idempotent');
+export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> = {}): MethodDecorator {
+  const { ttlSeconds, tombstoneSeconds } = options;
+  if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 1)) {
+    throw new RangeError(`@Idempotent: ttlSeconds must be a whole number of seconds, at least 1; got ${ttlSeconds}`);
+  }
+  if (tombstoneSeconds !== undefined && !(Number.isInteger(tombstoneSeconds) && tombstoneSeconds >= 0)) {
+    throw new RangeError(`@Idempotent: tombstoneSeconds must be a whole number of seconds; got ${tombstoneSeconds}`);
+  }
+  const args = [
+    ttlSeconds === undefined ? '' : `ttlSeconds: ${ttlSeconds}`,
+    tombstoneSeconds === undefined ? '' : `tombstoneSeconds: ${tombstoneSeconds}`,
+  ].filter((arg) => arg !== '');
+  const directive = Directive(args.length > 0 ? `@idempotent(${args.join(', ')})` : '@idempotent');
+  const resources = options.resources as ((payload: unknown) => readonly CreatedResource[]) | undefined;
   const middleware = createMethodMiddlewareDecorator<IdempotencyContext>(async (action, next) => {
     const { args, context, info } = action;
     const state = context.idempotency;
@@ -70,7 +109,9 @@ export function Idempotent(options: { readonly ttlSeconds?: number } = {}): Meth
         key,
         path: responsePath(info),
         db: context.em,
-        ttlSeconds: options.ttlSeconds,
+        ttlSeconds,
+        tombstoneSeconds,
+        resources,
         // Parameters resolve after the middleware, so the mutation's @Ctx() sees the transaction.
         run: (tx) => {
           action.context = { ...context, em: tx };
@@ -177,7 +218,18 @@ registerEnumType(IdempotencyOutcomeValue, {
   },
 });
 
-@ObjectType('IdempotencyRecord', { description: "The stored outcome of the viewer's mutation with a key." })
+@ObjectType('IdempotencyResource', { description: 'A resource the first execution with a key created.' })
+export class IdempotencyResourceType {
+  @Field({ description: 'What it is, e.g. Order.' })
+  type!: string;
+
+  @Field(() => ID, { description: 'Its id, e.g. for order(id).' })
+  id!: string;
+}
+
+@ObjectType('IdempotencyRecord', {
+  description: "The stored outcome of the viewer's mutation with a key; after it expires, its tombstone (no payload) until forgottenAt.",
+})
 export class IdempotencyRecordType {
   @Field(() => IdempotencyKeyScalar, { description: 'The key.' })
   key!: string;
@@ -191,24 +243,40 @@ export class IdempotencyRecordType {
   @Field(() => Date, { description: 'When the first execution committed.' })
   createdAt!: Date;
 
-  @Field(() => Date, { description: 'When the record expires and the key becomes unused again.' })
+  @Field(() => Date, { description: 'When the outcome expires: retries replay it until then, and get IDEMPOTENCY_KEY_EXPIRED after.' })
   expiresAt!: Date;
+
+  @Field(() => Date, {
+    description:
+      'When the tombstone ends and the key becomes unused again: the tombstone window (IDEMPOTENCY_TOMBSTONE_SECONDS unless the mutation sets its own) after expiresAt; expiresAt without a tombstone.',
+  })
+  forgottenAt!: Date;
+
+  @Field({ description: 'True once the outcome expired: only the tombstone remains, and a retry gets IDEMPOTENCY_KEY_EXPIRED.' })
+  expired!: boolean;
+
+  @Field(() => [IdempotencyResourceType], { description: 'What the first execution created, when the mutation names it.' })
+  resources!: IdempotencyResourceType[];
 }
 
 @Resolver()
 export class IdempotencyRecordResolver {
   private readonly store = new PostgresRecordStore();
 
-  @Query(() => IdempotencyRecordType, { nullable: true, description: "The viewer's live record for a key, or null." })
+  @Query(() => IdempotencyRecordType, {
+    nullable: true,
+    description: "The viewer's record or tombstone for a key, or null once the key is unused again.",
+  })
   async idempotencyRecord(
     @Ctx() ctx: IdempotencyContext,
     @Arg('key', () => IdempotencyKeyScalar, { description: 'The idempotency key.' }) key: string,
   ): Promise<IdempotencyRecordType | null> {
     const scope = ctx.idempotency.scope;
     if (!scope) return null;
-    const record = await this.store.find(ctx.em, scope, validateKey(key, 'key'));
-    return (
-      record && { key, operation: record.operation, outcome: record.outcome, createdAt: record.createdAt, expiresAt: record.expiresAt }
-    );
+    const found = await this.store.find(ctx.em, scope, validateKey(key, 'key'));
+    if (!found) return null;
+    const record = found.kind === 'live' ? found.record : found.tombstone;
+    const { operation, outcome, createdAt, expiresAt, forgottenAt, resources } = record;
+    return { key, operation, outcome, createdAt, expiresAt, forgottenAt, expired: found.kind === 'expired', resources: [...resources] };
   }
 }

@@ -1,10 +1,18 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache } from './cache';
 import { bindingOf, type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
-import { IdempotencyError, IdempotencyErrorCode, type IdempotencyMarker, keyReused, recordUnreadable, requestInProgress } from './errors';
+import {
+  IdempotencyError,
+  IdempotencyErrorCode,
+  type IdempotencyMarker,
+  keyExpired,
+  keyReused,
+  recordUnreadable,
+  requestInProgress,
+} from './errors';
 import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
-import { type NewRecord, Outcome, type RecordStore, type StoredRecord } from './store';
+import { type CreatedResource, type Found, type NewRecord, Outcome, type RecordStore, type StoredRecord, type Tombstone } from './store';
 
 /** A domain failure of a mutation: deterministic, so it is stored and replayed like a payload. */
 export interface DomainFailure {
@@ -17,6 +25,8 @@ export interface HandlerOptions<Db> {
   readonly store: RecordStore<Db>;
   readonly codec: ResultCodec;
   readonly ttlSeconds: number;
+  /** How long a record's tombstone lives after its result expires; 0: none. */
+  readonly tombstoneSeconds: number;
   /** How long a duplicate waits for the first request with its key, here or in another process. */
   readonly waitMs: number;
   /** Finished records kept in memory for replays; 0 turns the cache off. */
@@ -38,6 +48,9 @@ export interface Execution<Db> {
   readonly path: readonly (string | number)[];
   readonly db: Db;
   readonly ttlSeconds?: number;
+  readonly tombstoneSeconds?: number;
+  /** The resources a payload names as created, kept in the record's tombstone. */
+  readonly resources?: (payload: unknown) => readonly CreatedResource[];
   /** Runs the mutation in the engine's transaction and returns plain payload data. */
   readonly run: (tx: Db) => Promise<unknown>;
 }
@@ -52,6 +65,7 @@ type Attempt =
   | { readonly kind: 'executed'; readonly record: StoredRecord; readonly value: unknown; readonly replacedExpired: boolean }
   | { readonly kind: 'failed'; readonly record: StoredRecord; readonly failure: DomainFailure }
   | { readonly kind: 'found'; readonly record: StoredRecord }
+  | { readonly kind: 'expired'; readonly tombstone: Tombstone }
   | { readonly kind: 'busy' };
 
 /** What the engine's transaction decided, before the failure (if any) is recorded. */
@@ -59,9 +73,10 @@ type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failu
 
 /**
  * The lifecycle of an idempotent mutation. A live record is replayed (from memory, else one
- * primary-key read). Otherwise the mutation runs in a transaction that also writes its record;
- * the record's primary key arbitrates between processes. Duplicates within one process wait
- * on the first request's promise, so at most one of them waits in the database.
+ * primary-key read); a tombstone is answered IDEMPOTENCY_KEY_EXPIRED. Otherwise the mutation
+ * runs in a transaction that also writes its record; the record's primary key, which a
+ * tombstone keeps, arbitrates between processes. Duplicates within one process wait on the
+ * first request's promise, so at most one of them waits in the database.
  */
 export class IdempotencyHandler<Db> {
   private readonly cache: ExpiringLruCache<StoredRecord>;
@@ -89,6 +104,7 @@ export class IdempotencyHandler<Db> {
       const code = error instanceof IdempotencyError ? error.code : undefined;
       if (code === IdempotencyErrorCode.KeyReused) this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
       if (code === IdempotencyErrorCode.RequestInProgress) this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
+      if (code === IdempotencyErrorCode.KeyExpired) this.observer.outcome(execution.operation, ObservedOutcome.ExpiredRejected);
       throw error;
     }
   }
@@ -110,7 +126,9 @@ export class IdempotencyHandler<Db> {
       attempt.catch(() => undefined),
     );
     const settled = await attempt.finally(() => this.inFlight.delete(id));
-    if (settled.outcome.kind !== 'busy') this.cache.set(id, settled.outcome.record);
+    const { outcome } = settled;
+    // Only replayable records are kept: a late retry is rare, and its tombstone is read again.
+    if (outcome.kind !== 'busy' && outcome.kind !== 'expired') this.cache.set(id, outcome.record);
     return settled;
   }
 
@@ -118,7 +136,7 @@ export class IdempotencyHandler<Db> {
   private async attempt(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
     const { store, waitMs } = this.options;
     const found = await store.find(execution.db, execution.scope, execution.key);
-    if (found) return { outcome: { kind: 'found', record: found }, mutationMs: 0 };
+    if (found) return { outcome: attemptOf(found), mutationMs: 0 };
     const started = performance.now();
     const ran = await store.transaction(execution.db, waitMs, (tx) => this.runAndRecord(execution, fingerprint, tx));
     const mutationMs = performance.now() - started;
@@ -145,16 +163,17 @@ export class IdempotencyHandler<Db> {
     // A domain failure rolls the mutation's writes back; its record is written on its own.
     if (!ran.ok) return { commit: false, value: { kind: 'domain-failure', failure: ran.failure } };
     // The payload's JSON is built once, for the record and for the answer.
-    const record = this.newRecord(execution, fingerprint, Outcome.Succeeded, `{"kind":"payload","payload":${ran.json}}`);
+    const value: unknown = JSON.parse(ran.json);
+    const resources = execution.resources?.(value) ?? [];
+    const record = this.newRecord(execution, fingerprint, Outcome.Succeeded, `{"kind":"payload","payload":${ran.json}}`, resources);
     const written = await this.options.store.write(tx, record);
     if (written.kind !== 'written') return { commit: false, value: written };
-    const value: unknown = JSON.parse(ran.json);
     return { commit: true, value: { kind: 'executed', record: written.record, value, replacedExpired: written.replacedExpired } };
   }
 
   private async recordFailure(execution: Execution<Db>, fingerprint: Buffer, failure: DomainFailure): Promise<Attempt> {
     const stored: StoredResult = { kind: 'error', code: failure.code, message: failure.message, details: { ...failure.details } };
-    const record = this.newRecord(execution, fingerprint, Outcome.Failed, JSON.stringify(stored));
+    const record = this.newRecord(execution, fingerprint, Outcome.Failed, JSON.stringify(stored), []);
     const written = await this.options.store.transaction(execution.db, this.options.waitMs, async (tx) => {
       const result = await this.options.store.write(tx, record);
       return { commit: result.kind === 'written', value: result };
@@ -171,10 +190,10 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  /** Another transaction wrote the key first: its record is the answer. */
+  /** Another transaction wrote the key first: its record, or what remains of it, is the answer. */
   private async winner(execution: Execution<Db>): Promise<Attempt> {
-    const record = await this.options.store.find(execution.db, execution.scope, execution.key);
-    return record ? { kind: 'found', record } : { kind: 'busy' };
+    const found = await this.options.store.find(execution.db, execution.scope, execution.key);
+    return found ? attemptOf(found) : { kind: 'busy' };
   }
 
   private answer(attempt: Attempt, execution: Execution<Db>, fingerprint: Buffer): Completed {
@@ -187,6 +206,9 @@ export class IdempotencyHandler<Db> {
         throw storedFailure(attempt.failure, markerOf(attempt.record, execution, false));
       case 'found':
         return this.replay(attempt.record, execution, fingerprint);
+      case 'expired':
+        if (!sameRequest(attempt.tombstone, execution, fingerprint)) throw keyReused(execution.key);
+        throw keyExpired(execution.key, attempt.tombstone.resources, markerOf(attempt.tombstone, execution, false));
       case 'busy':
         throw requestInProgress(execution.key, this.retryAfterSeconds);
       default:
@@ -195,7 +217,7 @@ export class IdempotencyHandler<Db> {
   }
 
   private replay(record: StoredRecord, execution: Execution<Db>, fingerprint: Buffer): Completed {
-    if (record.operation !== execution.operation || !record.fingerprint.equals(fingerprint)) throw keyReused(execution.key);
+    if (!sameRequest(record, execution, fingerprint)) throw keyReused(execution.key);
     const marker = markerOf(record, execution, true);
     const result = this.decode(record, marker);
     this.observer.outcome(execution.operation, ObservedOutcome.Replayed);
@@ -212,7 +234,13 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  private newRecord(execution: Execution<Db>, fingerprint: Buffer, outcome: Outcome, json: string): NewRecord {
+  private newRecord(
+    execution: Execution<Db>,
+    fingerprint: Buffer,
+    outcome: Outcome,
+    json: string,
+    resources: readonly CreatedResource[],
+  ): NewRecord {
     const { scope, key, operation } = execution;
     return {
       scope,
@@ -220,8 +248,10 @@ export class IdempotencyHandler<Db> {
       operation,
       fingerprint,
       outcome,
+      resources,
       ...this.options.codec.encode(json, bindingOf(scope, key, fingerprint)),
       ttlSeconds: execution.ttlSeconds ?? this.options.ttlSeconds,
+      tombstoneSeconds: execution.tombstoneSeconds ?? this.options.tombstoneSeconds,
     };
   }
 
@@ -245,13 +275,30 @@ function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): Idemp
   return new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
 }
 
-function markerOf(record: StoredRecord, execution: Pick<Execution<unknown>, 'path' | 'key'>, replayed: boolean): IdempotencyMarker {
+function attemptOf(found: Found): Attempt {
+  switch (found.kind) {
+    case 'live':
+      return { kind: 'found', record: found.record };
+    case 'expired':
+      return found;
+    default:
+      return unreachable(found);
+  }
+}
+
+/** Same operation and arguments as the first execution. */
+function sameRequest(first: Tombstone, execution: Pick<Execution<unknown>, 'operation'>, fingerprint: Buffer): boolean {
+  return first.operation === execution.operation && first.fingerprint.equals(fingerprint);
+}
+
+function markerOf(record: Tombstone, execution: Pick<Execution<unknown>, 'path' | 'key'>, replayed: boolean): IdempotencyMarker {
   return {
     path: execution.path,
     key: execution.key,
     replayed,
     firstExecutedAt: record.createdAt.toISOString(),
     expiresAt: record.expiresAt.toISOString(),
+    forgottenAt: record.forgottenAt.toISOString(),
   };
 }
 

@@ -6,18 +6,22 @@ import { type IdempotencyContext, IdempotencyRecordResolver, IdempotencyRequest,
 import { type DomainFailure, IdempotencyHandler } from './handler';
 import type { IdempotencyObserver } from './observer';
 import { PostgresRecordStore } from './postgres.store';
-import { type PurgeOptions, purgeExpired, startPurgeJob } from './purge';
+import { type PurgeOptions, type PurgeResult, purgeExpired, startPurgeJob } from './purge';
 import { IdempotencyRecord } from './record.entity';
 
 export { IdempotencyError } from './errors';
-export { type IdempotencyContext, IdempotencyRequest, Idempotent } from './graphql';
+export { type IdempotencyContext, IdempotencyRequest, Idempotent, type IdempotentOptions } from './graphql';
 export { IdempotencyKeyArg } from './key';
 export { type IdempotencyObserver, ObservedOutcome } from './observer';
+export type { PurgeResult } from './purge';
 export { IdempotencyRecord } from './record.entity';
+export type { CreatedResource } from './store';
 
 export interface IdempotencyOptions {
   /** How long an outcome is kept and replayed. Default 86400 s. */
   readonly ttlSeconds?: number;
+  /** How long a tombstone (no payload) answers late retries with IDEMPOTENCY_KEY_EXPIRED after an outcome expires. Default 2592000 s (30 days); 0: none. */
+  readonly tombstoneSeconds?: number;
   /** How long a duplicate waits for the first request with its key, here or in another process. Default 10000 ms. */
   readonly waitMs?: number;
   /** Encrypts new results with AES-256-GCM (32 bytes). */
@@ -39,13 +43,13 @@ export interface Idempotency {
   readonly entities: readonly [typeof IdempotencyRecord];
   /** The per-request state the GraphQL context carries as `idempotency`. */
   request(scope: string | null, headerKey: string | undefined): IdempotencyRequest;
-  /** Deletes every expired record in paced batches; returns how many. */
-  purge(orm: MikroORM, options?: PurgeOptions): Promise<number>;
+  /** Deletes rows whose tombstone ended and drops expired results, in paced batches; returns how many of each. */
+  purge(orm: MikroORM, options?: PurgeOptions): Promise<PurgeResult>;
   /** Purges every `intervalSeconds` (0: never); returns a function that stops the job. */
   startPurgeJob(
     orm: MikroORM,
     intervalSeconds: number,
-    onPurged: (deleted: number) => void,
+    onPurged: (purged: PurgeResult) => void,
     onError: (error: unknown) => void,
   ): () => Promise<void>;
 }
@@ -59,6 +63,7 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     store,
     codec: new ResultCodec(options.encryptionKey, options.previousEncryptionKeys),
     ttlSeconds: options.ttlSeconds ?? 86_400,
+    tombstoneSeconds: options.tombstoneSeconds ?? 2_592_000,
     waitMs: options.waitMs ?? 10_000,
     cacheSize: options.cacheSize ?? 10_000,
     observer: options.observer ?? silentObserver,

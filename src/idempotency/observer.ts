@@ -6,6 +6,7 @@ export const ObservedOutcome = {
   Replayed: 'replayed',
   ReusedRejected: 'reused_rejected',
   InProgressRejected: 'in_progress_rejected',
+  ExpiredRejected: 'expired_rejected',
   MissingKey: 'missing_key',
   InvalidKey: 'invalid_key',
 } as const;

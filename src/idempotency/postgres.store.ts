@@ -1,19 +1,48 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { NewRecord, PurgedBatch, RecordStore, StoredRecord, WriteResult } from './store';
+import type { CreatedResource, Found, NewRecord, PurgedBatch, RecordStore, StoredRecord, WriteResult } from './store';
 
 /** PostgreSQL `lock_not_available`: lock_timeout ended a wait. */
 const LOCK_NOT_AVAILABLE = '55P03';
 
+/** When a row's tombstone ends; the expression its index is built on (the migration's). */
+const FORGOTTEN_AT = 'coalesce(forgotten_at, expires_at)';
+
+interface Row {
+  operation: string;
+  fingerprint: Buffer;
+  outcome: StoredRecord['outcome'];
+  format: number;
+  keyId: string | null;
+  result: Buffer | null;
+  resources: CreatedResource[];
+  createdAt: string;
+  expiresAt: string;
+  forgottenAt: string;
+  live: boolean;
+}
+
 /** The records in PostgreSQL's `idempotency_records`, through MikroORM with bound parameters. */
 export class PostgresRecordStore implements RecordStore<EntityManager> {
-  async find(em: EntityManager, scope: string, key: string): Promise<StoredRecord | null> {
-    const [row] = await em.execute<Omit<StoredRecord, 'scope' | 'key'>[]>(
-      `select operation, fingerprint, outcome, format, key_id as "keyId", result, created_at as "createdAt", expires_at as "expiresAt"
-         from idempotency_records where user_id = ? and key = ? and expires_at > now()`,
+  async find(em: EntityManager, scope: string, key: string): Promise<Found | null> {
+    // An expired result is never read back, whether or not the purge has dropped it yet.
+    const [row] = await em.execute<Row[]>(
+      `select operation, fingerprint, outcome, format, key_id as "keyId", case when expires_at > now() then result end as result,
+              resources, created_at as "createdAt", expires_at as "expiresAt", ${FORGOTTEN_AT} as "forgottenAt", expires_at > now() as live
+         from idempotency_records where user_id = ? and key = ? and ${FORGOTTEN_AT} > now()`,
       [scope, key],
     );
+    if (!row) return null;
+    const { live, result, format, keyId, ...rest } = row;
     // The driver hands timestamps over as text (forceUtcTimezone).
-    return row ? { scope, key, ...row, createdAt: new Date(row.createdAt), expiresAt: new Date(row.expiresAt) } : null;
+    const tombstone = {
+      scope,
+      key,
+      ...rest,
+      createdAt: new Date(row.createdAt),
+      expiresAt: new Date(row.expiresAt),
+      forgottenAt: new Date(row.forgottenAt),
+    };
+    return live && result ? { kind: 'live', record: { ...tombstone, format, keyId, result } } : { kind: 'expired', tombstone };
   }
 
   async transaction<T>(em: EntityManager, waitMs: number, work: (tx: EntityManager) => Promise<{ commit: boolean; value: T }>) {
@@ -34,18 +63,21 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
 
   async write(tx: EntityManager, record: NewRecord): Promise<WriteResult> {
     if (!Number.isInteger(record.ttlSeconds) || record.ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
+    if (!Number.isInteger(record.tombstoneSeconds) || record.tombstoneSeconds < 0) {
+      throw new RangeError('tombstoneSeconds must be a whole number');
+    }
     try {
       // Waits for a transaction writing the same key; xmax is set only on the row an update replaced.
-      const [row] = await tx.execute<{ created_at: Date; expires_at: Date; replaced: boolean }[]>(
+      const [row] = await tx.execute<{ created_at: string; expires_at: string; forgotten_at: string; replaced: boolean }[]>(
         `insert into idempotency_records as r
-                (user_id, key, operation, fingerprint, outcome, format, key_id, result, created_at, expires_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, now(), now() + make_interval(secs => ?))
+                (user_id, key, operation, fingerprint, outcome, format, key_id, result, resources, created_at, expires_at, forgotten_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, now(), now() + make_interval(secs => ?), now() + make_interval(secs => ?))
          on conflict (user_id, key) do update
             set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
-                format = excluded.format, key_id = excluded.key_id, result = excluded.result,
-                created_at = excluded.created_at, expires_at = excluded.expires_at
-          where r.expires_at <= now()
-         returning created_at, expires_at, xmax <> 0 as replaced`,
+                format = excluded.format, key_id = excluded.key_id, result = excluded.result, resources = excluded.resources,
+                created_at = excluded.created_at, expires_at = excluded.expires_at, forgotten_at = excluded.forgotten_at
+          where coalesce(r.forgotten_at, r.expires_at) <= now()
+         returning created_at, expires_at, forgotten_at, xmax <> 0 as replaced`,
         [
           record.scope,
           record.key,
@@ -55,14 +87,21 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
           record.format,
           record.keyId,
           record.result,
+          JSON.stringify(record.resources),
           record.ttlSeconds,
+          record.ttlSeconds + record.tombstoneSeconds,
         ],
       );
       if (!row) return { kind: 'taken' };
-      const { ttlSeconds: _ttl, ...written } = record;
+      const { ttlSeconds: _ttl, tombstoneSeconds: _tombstone, ...written } = record;
       return {
         kind: 'written',
-        record: { ...written, createdAt: new Date(row.created_at), expiresAt: new Date(row.expires_at) },
+        record: {
+          ...written,
+          createdAt: new Date(row.created_at),
+          expiresAt: new Date(row.expires_at),
+          forgottenAt: new Date(row.forgotten_at),
+        },
         replacedExpired: row.replaced === true,
       };
     } catch (error) {
@@ -71,31 +110,46 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
     }
   }
 
-  /**
-   * Finds the batch's last expiry, then deletes the range up to it: with both ends given as
-   * values the planner scans just that range of the expiry index (docs/performance.md).
-   */
+  async tombstone(em: EntityManager, batchSize: number, from: Date | null): Promise<PurgedBatch> {
+    return this.batch(em, batchSize, from, {
+      change: 'update idempotency_records set result = null, key_id = null',
+      time: 'expires_at',
+      only: 'result is not null',
+    });
+  }
+
   async purge(em: EntityManager, batchSize: number, from: Date | null): Promise<PurgedBatch> {
+    return this.batch(em, batchSize, from, { change: 'delete from idempotency_records', time: FORGOTTEN_AT, only: null });
+  }
+
+  /**
+   * Finds the batch's last time, then changes the rows up to it: with both ends given as values
+   * the planner scans just that range of the index on `time` (docs/performance.md). `change` is
+   * the statement without its `where`; `only` narrows the rows to those of a partial index.
+   */
+  private async batch(
+    em: EntityManager,
+    batchSize: number,
+    from: Date | null,
+    sql: { readonly change: string; readonly time: string; readonly only: string | null },
+  ): Promise<PurgedBatch> {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
     const start = from ? from.toISOString() : null;
-    // The expiry as text keeps its microseconds, which a Date would drop.
+    const due = `${sql.only ? `${sql.only} and ` : ''}${sql.time} <= now() and ${sql.time} >= coalesce(?::timestamptz, '-infinity')`;
+    // The time as text keeps its microseconds, which a Date would drop.
     const ends = await em.execute<{ last: string }[]>(
-      `select expires_at::text as last from idempotency_records
-        where expires_at <= now() and expires_at >= coalesce(?::timestamptz, '-infinity')
-        order by expires_at offset ? limit 1`,
+      `select ${sql.time}::text as last from idempotency_records where ${due} order by ${sql.time} offset ? limit 1`,
       [start, batchSize - 1],
     );
     const end = ends[0]?.last ?? null;
-    const [row] = await em.execute<{ deleted: string; last: Date | string | null }[]>(
-      `with gone as (
-         delete from idempotency_records
-          where expires_at <= now()
-            and expires_at >= coalesce(?::timestamptz, '-infinity')
-            and expires_at <= coalesce(?::timestamptz, 'infinity')
-         returning expires_at)
-       select count(*) as deleted, max(expires_at) as last from gone`,
+    const [row] = await em.execute<{ count: string; last: Date | string | null }[]>(
+      `with changed as (
+         ${sql.change}
+          where ${due} and ${sql.time} <= coalesce(?::timestamptz, 'infinity')
+         returning ${sql.time} as due_at)
+       select count(*) as count, max(due_at) as last from changed`,
       [start, end],
     );
-    return { deleted: Number(row?.deleted ?? 0), last: row?.last ? new Date(row.last) : null };
+    return { count: Number(row?.count ?? 0), last: row?.last ? new Date(row.last) : null };
   }
 }

@@ -4,9 +4,19 @@ import { Outcome } from './store';
 /**
  * The stored outcome of one idempotent mutation, per (user, key). Rows are only ever written in
  * the transaction of the mutation they describe, so a committed row always has a final outcome.
+ * After `expiresAt` the row is a tombstone (the purge drops its result) until `forgottenAt`.
  */
 @Entity({ tableName: 'idempotency_records' })
-@Index({ name: 'idempotency_records_expires_at_index', properties: ['expiresAt'] })
+// The purge's two scans: results to drop (expired, still holding one) and rows to delete.
+@Index({
+  name: 'idempotency_records_result_expires_at_index',
+  expression:
+    'create index "idempotency_records_result_expires_at_index" on "idempotency_records" ("expires_at") where "result" is not null',
+})
+@Index({
+  name: 'idempotency_records_forgotten_at_index',
+  expression: 'create index "idempotency_records_forgotten_at_index" on "idempotency_records" ((coalesce("forgotten_at", "expires_at")))',
+})
 @Check({ name: 'idempotency_records_fingerprint_check', expression: 'octet_length(fingerprint) = 32' })
 export class IdempotencyRecord {
   @PrimaryKey({ type: 'string', length: 128 })
@@ -33,12 +43,21 @@ export class IdempotencyRecord {
   @Property({ type: 'string', length: 16, nullable: true })
   keyId!: string | null;
 
-  @Property({ type: 'blob' })
-  result!: Buffer;
+  /** Null once the record is a tombstone. */
+  @Property({ type: 'blob', nullable: true })
+  result!: Buffer | null;
+
+  /** What the first execution created, as `[{ type, id }]`, for a late retry's answer. */
+  @Property({ type: 'json', default: "'[]'" })
+  resources!: { type: string; id: string }[];
 
   @Property({ type: 'datetime' })
   createdAt!: Date;
 
   @Property({ type: 'datetime' })
   expiresAt!: Date;
+
+  /** When the tombstone ends and the key is unused again; null: at `expiresAt` (no tombstone). */
+  @Property({ type: 'datetime', nullable: true })
+  forgottenAt!: Date | null;
 }

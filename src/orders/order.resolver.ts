@@ -32,7 +32,7 @@ export class OrderResolver {
   }
 
   @Mutation(() => CreateOrderPayload, { description: 'Places an order and reserves its stock. Idempotent by key.' })
-  @Idempotent()
+  @Idempotent<CreateOrderPayload>({ resources: (payload) => [{ type: 'Order', id: payload.order.id }] })
   async createOrder(
     @Ctx() ctx: Context,
     @Arg('input', () => CreateOrderInput, { description: 'Lines and an optional note.' }) input: CreateOrderInput,

@@ -229,7 +229,12 @@ describe('metrics of waits and expiry', () => {
 
   beforeAll(async () => {
     server = await startTestServer({
-      env: { IDEMPOTENCY_WAIT_MS: '1000', IDEMPOTENCY_TTL_SECONDS: '1', IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0' },
+      env: {
+        IDEMPOTENCY_WAIT_MS: '1000',
+        IDEMPOTENCY_TTL_SECONDS: '1',
+        IDEMPOTENCY_TOMBSTONE_SECONDS: '0',
+        IDEMPOTENCY_PURGE_INTERVAL_SECONDS: '0',
+      },
     });
     token = await server.token('metrics-timers');
     products = await productIds(server);

@@ -22,15 +22,25 @@ interface Setup {
   readonly codec?: ResultCodec;
   readonly waitMs?: number;
   readonly cacheSize?: number;
+  readonly ttlSeconds?: number;
+  readonly tombstoneSeconds?: number;
 }
 
-function handlerOf({ store = new MemoryRecordStore(), codec = new ResultCodec(), waitMs = 5_000, cacheSize = 100 }: Setup = {}) {
+function handlerOf({
+  store = new MemoryRecordStore(),
+  codec = new ResultCodec(),
+  waitMs = 5_000,
+  cacheSize = 100,
+  ttlSeconds = 60,
+  tombstoneSeconds = 120,
+}: Setup = {}) {
   const outcomes: ObservedOutcome[] = [];
   const observer: IdempotencyObserver = { outcome: (_operation, outcome) => outcomes.push(outcome), waited: () => {}, overhead: () => {} };
   const handler = new IdempotencyHandler<MemoryTx | null>({
     store,
     codec,
-    ttlSeconds: 60,
+    ttlSeconds,
+    tombstoneSeconds,
     waitMs,
     cacheSize,
     observer,
@@ -50,6 +60,7 @@ function call(key: string, body: () => Promise<unknown> = async () => ({ order: 
     key,
     path: ['createOrder'],
     db: null,
+    resources: (payload) => [{ type: 'Order', id: (payload as { order: { id: string } }).order.id }],
     run: async () => {
       runs.count++;
       return body();
@@ -77,7 +88,7 @@ describe('IdempotencyHandler (in-memory store)', () => {
     expect(runs.count).toBe(1);
     const [record] = store.records.values();
     expect(record).toMatchObject({ outcome: Outcome.Succeeded, format: 1 });
-    expect(JSON.parse(record!.result.toString())).toEqual({ kind: 'payload', payload: { order: { id: 'o-1' } } });
+    expect(JSON.parse(record!.result!.toString())).toEqual({ kind: 'payload', payload: { order: { id: 'o-1' } } });
     expect(outcomes).toEqual(['executed']);
   });
 
@@ -192,11 +203,64 @@ describe('IdempotencyHandler (in-memory store)', () => {
     expect(retry.runs.count).toBe(1);
   });
 
-  it('executes an expired key again, replacing its record', async () => {
+  it('answers a retry after expiry IDEMPOTENCY_KEY_EXPIRED with the first execution and its resources, executing nothing', async () => {
+    let now = Date.now();
+    // The cache keeps time by the process clock; this store's clock is the test's.
+    const { handler, outcomes } = handlerOf({ store: new MemoryRecordStore(() => now), cacheSize: 0 });
+    const first = await handler.execute(call('k').execution);
+    now += 60_000;
+    const late = call('k', async () => ({ order: { id: 'o-2' } }));
+    const error = await rejection(handler.execute(late.execution));
+    expect(error).toMatchObject({
+      code: 'IDEMPOTENCY_KEY_EXPIRED',
+      details: { retryable: false, firstExecutedAt: first.marker.firstExecutedAt, resources: [{ type: 'Order', id: 'o-1' }] },
+    });
+    expect(error.marker).toEqual({ ...first.marker, replayed: false });
+    expect(Date.parse(first.marker.forgottenAt) - Date.parse(first.marker.expiresAt)).toBe(120_000);
+    expect(late.runs.count).toBe(0);
+    expect(outcomes).toEqual(['executed', 'expired_rejected']);
+  });
+
+  it('answers IDEMPOTENCY_KEY_REUSED to other arguments with a key in its tombstone', async () => {
+    let now = Date.now();
+    const { handler } = handlerOf({ store: new MemoryRecordStore(() => now), cacheSize: 0 });
+    await handler.execute(call('k').execution);
+    now += 61_000;
+    const other = call('k', undefined, 2);
+    expect((await rejection(handler.execute(other.execution))).code).toBe('IDEMPOTENCY_KEY_REUSED');
+    expect(other.runs.count).toBe(0);
+  });
+
+  it('keeps the windows a record was written with when the settings change', async () => {
+    let now = Date.now();
+    const store = new MemoryRecordStore(() => now);
+    await handlerOf({ store, ttlSeconds: 60, tombstoneSeconds: 120 }).handler.execute(call('k').execution);
+    const changed = handlerOf({ store, ttlSeconds: 10, tombstoneSeconds: 0, cacheSize: 0 });
+    now += 30_000;
+    expect((await changed.handler.execute(call('k').execution)).marker.replayed).toBe(true);
+    now += 60_000;
+    expect((await rejection(changed.handler.execute(call('k').execution))).code).toBe('IDEMPOTENCY_KEY_EXPIRED');
+    const later = await changed.handler.execute(call('k2').execution);
+    expect(Date.parse(later.marker.expiresAt) - Date.parse(later.marker.firstExecutedAt)).toBe(10_000);
+    expect(later.marker.forgottenAt).toBe(later.marker.expiresAt);
+  });
+
+  it('takes per-mutation windows over the handler settings, 0 turning the tombstone off', async () => {
+    let now = Date.now();
+    const { handler } = handlerOf({ store: new MemoryRecordStore(() => now), cacheSize: 0 });
+    const first = await handler.execute({ ...call('k').execution, ttlSeconds: 5, tombstoneSeconds: 0 });
+    expect(Date.parse(first.marker.forgottenAt) - Date.parse(first.marker.firstExecutedAt)).toBe(5_000);
+    now += 5_000;
+    const again = call('k', async () => ({ order: { id: 'o-2' } }));
+    expect((await handler.execute(again.execution)).value).toEqual({ order: { id: 'o-2' } });
+    expect(again.runs.count).toBe(1);
+  });
+
+  it('executes a key again once its tombstone ended, replacing its record', async () => {
     let now = Date.now();
     const { handler, store, outcomes } = handlerOf({ store: new MemoryRecordStore(() => now), cacheSize: 0 });
     await handler.execute(call('k').execution);
-    now += 61_000;
+    now += 180_000;
     const again = call('k', async () => ({ order: { id: 'o-2' } }), 2);
     expect((await handler.execute(again.execution)).value).toEqual({ order: { id: 'o-2' } });
     expect(again.runs.count).toBe(1);
@@ -229,6 +293,8 @@ function heldRecord() {
     format: 1,
     keyId: null,
     result: Buffer.from('{"kind":"payload","payload":null}'),
+    resources: [],
     ttlSeconds: 60,
+    tombstoneSeconds: 0,
   };
 }

@@ -1,5 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { NewRecord, PurgedBatch, RecordStore, StoredRecord, WriteResult } from '../../src/idempotency/store';
+import type { Found, NewRecord, PurgedBatch, RecordStore, StoredRecord, WriteResult } from '../../src/idempotency/store';
+
+/** A row as stored: a tombstone's result is null once the purge dropped it. */
+type Row = StoredRecord | (Omit<StoredRecord, 'result'> & { readonly result: null });
 
 /** A transaction of the in-memory store: its writes become visible when it commits. */
 export interface MemoryTx {
@@ -15,14 +18,18 @@ export interface MemoryTx {
  * the transaction's wait.
  */
 export class MemoryRecordStore implements RecordStore<MemoryTx | null> {
-  readonly records = new Map<string, StoredRecord>();
   private readonly holders = new Map<string, MemoryTx>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  async find(_db: MemoryTx | null, scope: string, key: string): Promise<StoredRecord | null> {
+  readonly records = new Map<string, Row>();
+
+  async find(_db: MemoryTx | null, scope: string, key: string): Promise<Found | null> {
     const record = this.records.get(idOf(scope, key));
-    return record && record.expiresAt.getTime() > this.now() ? record : null;
+    if (!record || record.forgottenAt.getTime() <= this.now()) return null;
+    if (record.expiresAt.getTime() > this.now() && record.result) return { kind: 'live', record: { ...record, result: record.result } };
+    const { format: _format, keyId: _keyId, result: _result, ...tombstone } = record;
+    return { kind: 'expired', tombstone };
   }
 
   async transaction<T>(_db: MemoryTx | null, waitMs: number, work: (tx: MemoryTx) => Promise<{ commit: boolean; value: T }>) {
@@ -46,23 +53,42 @@ export class MemoryRecordStore implements RecordStore<MemoryTx | null> {
       if (!(await settlesWithin(holder.ended, tx.waitMs))) return { kind: 'busy' };
     }
     const existing = this.records.get(id);
-    if (existing && existing.expiresAt.getTime() > this.now()) return { kind: 'taken' };
-    const { ttlSeconds, ...fields } = record;
+    if (existing && existing.forgottenAt.getTime() > this.now()) return { kind: 'taken' };
+    const { ttlSeconds, tombstoneSeconds, ...fields } = record;
     const now = this.now();
-    const written: StoredRecord = { ...fields, createdAt: new Date(now), expiresAt: new Date(now + ttlSeconds * 1000) };
+    const expiresAt = now + ttlSeconds * 1000;
+    const written: StoredRecord = {
+      ...fields,
+      createdAt: new Date(now),
+      expiresAt: new Date(expiresAt),
+      forgottenAt: new Date(expiresAt + tombstoneSeconds * 1000),
+    };
     this.holders.set(id, tx);
     tx.writes.set(id, written);
     return { kind: 'written', record: written, replacedExpired: existing !== undefined };
   }
 
+  async tombstone(_db: MemoryTx | null, batchSize: number, from: Date | null): Promise<PurgedBatch> {
+    const batch = this.due(batchSize, from, (record) => (record.result ? record.expiresAt : null));
+    for (const [id, record] of batch) this.records.set(id, { ...record, keyId: null, result: null });
+    return { count: batch.length, last: batch.at(-1)?.[1].expiresAt ?? null };
+  }
+
   async purge(_db: MemoryTx | null, batchSize: number, from: Date | null): Promise<PurgedBatch> {
+    const batch = this.due(batchSize, from, (record) => record.forgottenAt);
+    for (const [id] of batch) this.records.delete(id);
+    return { count: batch.length, last: batch.at(-1)?.[1].forgottenAt ?? null };
+  }
+
+  /** The first `batchSize` rows whose `time` (null: never) has passed and is at least `from`, earliest first. */
+  private due(batchSize: number, from: Date | null, time: (record: Row) => Date | null) {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError('batchSize must be a positive integer');
-    const expired = [...this.records.entries()]
-      .filter(([, record]) => record.expiresAt.getTime() <= this.now() && (!from || record.expiresAt >= from))
-      .sort(([, a], [, b]) => a.expiresAt.getTime() - b.expiresAt.getTime())
-      .slice(0, batchSize);
-    for (const [id] of expired) this.records.delete(id);
-    return { deleted: expired.length, last: expired.at(-1)?.[1].expiresAt ?? null };
+    const timed = [...this.records.entries()].map(([id, record]) => ({ id, record, at: time(record) }));
+    return timed
+      .filter(({ at }) => at !== null && at.getTime() <= this.now() && (!from || at >= from))
+      .sort((a, b) => (a.at as Date).getTime() - (b.at as Date).getTime())
+      .slice(0, batchSize)
+      .map(({ id, record }) => [id, record] as const);
   }
 }
 

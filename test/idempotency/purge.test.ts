@@ -8,26 +8,34 @@ import { startTestServer, type TestServer } from '../support/server';
 const run = promisify(execFile);
 const ROOT = path.resolve(__dirname, '..', '..');
 
-/** Inserts `expired` records already past their expiry and `live` ones, for one user. */
-async function insertRecords(server: TestServer, user: string, expired: number, live: number): Promise<void> {
+/**
+ * Inserts, for one user, `expired` records past their expiry without a tombstone, `tombstoned`
+ * ones past their expiry with a tombstone for another day, and `live` ones.
+ */
+async function insertRecords(server: TestServer, user: string, expired: number, live: number, tombstoned = 0): Promise<void> {
   await withClient(server.databaseUrl, (client) =>
     client.query(
-      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at)
+      `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at, forgotten_at)
        select $1, 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'), now() - interval '2 days',
-              case when n <= $2::int then now() - interval '1 hour' else now() + interval '1 hour' end
-         from generate_series(1, $2::int + $3::int) as n`,
-      [user, expired, live],
+              case when n <= $2::int + $4::int then now() - interval '1 hour' else now() + interval '1 hour' end,
+              case when n > $2::int then now() + interval '1 day' end
+         from generate_series(1, $2::int + $3::int + $4::int) as n`,
+      [user, expired, live, tombstoned],
     ),
   );
 }
 
-async function recordsOf(server: TestServer, user: string): Promise<{ expired: number; live: number }> {
+/** Rows of `user`: expired ones still holding their result, tombstones, live records. */
+async function recordsOf(server: TestServer, user: string): Promise<{ expired: number; tombstones: number; live: number }> {
   return withClient(server.databaseUrl, async (client) => {
     const { rows } = await client.query(
-      'select count(*) filter (where expires_at <= now()) as expired, count(*) filter (where expires_at > now()) as live from idempotency_records where user_id = $1',
+      `select count(*) filter (where expires_at <= now() and result is not null) as expired,
+              count(*) filter (where result is null) as tombstones,
+              count(*) filter (where expires_at > now()) as live
+         from idempotency_records where user_id = $1`,
       [user],
     );
-    return { expired: Number(rows[0].expired), live: Number(rows[0].live) };
+    return { expired: Number(rows[0].expired), tombstones: Number(rows[0].tombstones), live: Number(rows[0].live) };
   });
 }
 
@@ -40,8 +48,8 @@ describe('purging expired idempotency records', () => {
     await server.close();
   });
 
-  it('npm run idempotency:purge deletes the expired records, keeps the live ones and prints how many it removed', async () => {
-    await insertRecords(server, 'cli-user', 12_000, 30);
+  it('npm run idempotency:purge deletes the expired records, turns those with a tombstone into tombstones, keeps the live ones and prints how many', async () => {
+    await insertRecords(server, 'cli-user', 12_000, 30, 7);
     // As a scheduler in the production image runs it: from dist/, with no compiler and no JWT_SECRET.
     const { stdout } = await run('npm', ['run', '--silent', 'idempotency:purge'], {
       cwd: ROOT,
@@ -53,8 +61,8 @@ describe('purging expired idempotency records', () => {
       },
       timeout: 30_000,
     });
-    expect(stdout).toMatch(/^purged 12000 expired idempotency records in \d+ ms\n$/);
-    expect(await recordsOf(server, 'cli-user')).toEqual({ expired: 0, live: 30 });
+    expect(stdout).toMatch(/^purged idempotency records: 12000 deleted, 7 expired turned into tombstones, in \d+ ms\n$/);
+    expect(await recordsOf(server, 'cli-user')).toEqual({ expired: 0, tombstones: 7, live: 30 });
   });
 
   it('runs in the background every interval and reports each purge', async () => {
@@ -63,7 +71,7 @@ describe('purging expired idempotency records', () => {
     const stop = createIdempotency().startPurgeJob(
       server.orm,
       1,
-      (deleted) => purged.push(deleted),
+      ({ deleted }) => purged.push(deleted),
       (error) => {
         throw error;
       },
@@ -76,7 +84,7 @@ describe('purging expired idempotency records', () => {
     } finally {
       await stop();
     }
-    expect(await recordsOf(server, 'job-user')).toEqual({ expired: 0, live: 5 });
+    expect(await recordsOf(server, 'job-user')).toEqual({ expired: 0, tombstones: 0, live: 5 });
     expect(purged.reduce((sum, deleted) => sum + deleted, 0)).toBeGreaterThanOrEqual(50);
   });
 
@@ -90,6 +98,6 @@ describe('purging expired idempotency records', () => {
     );
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     await stop();
-    expect(await recordsOf(server, 'idle-user')).toEqual({ expired: 3, live: 0 });
+    expect(await recordsOf(server, 'idle-user')).toEqual({ expired: 3, tombstones: 0, live: 0 });
   });
 });

@@ -154,9 +154,11 @@ describe('idempotency rules', () => {
           replayed: false,
           firstExecutedAt: row!.created_at.toISOString(),
           expiresAt: row!.expires_at.toISOString(),
+          forgottenAt: row!.forgotten_at!.toISOString(),
         },
       ]);
       expect(Date.parse(marker.expiresAt) - Date.parse(marker.firstExecutedAt)).toBe(DAY_MS);
+      expect(Date.parse(marker.forgottenAt) - Date.parse(marker.expiresAt)).toBe(30 * DAY_MS);
       expect(replayedHeader(first)).toBeNull();
       for (const replay of replays) {
         expect(markersOf(replay)).toEqual([{ ...marker, replayed: true }]);

@@ -103,14 +103,32 @@ describe('idempotency rules', () => {
       expect(codesOf(response)).toEqual(['UNAUTHENTICATED']);
     });
 
-    it('returns null for an expired record', async () => {
+    it('reports an expired record as expired, with the facts of its tombstone, and null once the tombstone ended', async () => {
       const key = newKey();
-      await placed(mug(), key);
-      expect((await lookup(key, ctx.alice)).body.data?.idempotencyRecord?.key).toBe(key);
+      const first = await placed(mug(), key);
+      const query = `query Record($key: IdempotencyKey!) {
+        idempotencyRecord(key: $key) { key operation outcome createdAt expiresAt forgottenAt expired resources { type id } }
+      }`;
+      const look = async () => (await ctx.server.gql<RecordLookup>(query, { key }, { token: ctx.alice })).body;
+      const marker = markersOf(first)![0]!;
+      const facts = {
+        key,
+        operation: 'createOrder',
+        outcome: 'SUCCEEDED',
+        createdAt: marker.firstExecutedAt,
+        forgottenAt: marker.forgottenAt,
+        resources: [{ type: 'Order', id: first.body.data!.createOrder.order.id }],
+      };
+      expect(await look()).toEqual({ data: { idempotencyRecord: { ...facts, expiresAt: marker.expiresAt, expired: false } } });
 
-      await sql("update idempotency_records set expires_at = now() - interval '1 second' where key = $1", [key]);
+      const [{ expires_at: expiredAt }] = (await sql<{ expires_at: Date }>(
+        "update idempotency_records set expires_at = now() - interval '1 second' where key = $1 returning expires_at",
+        [key],
+      )) as [{ expires_at: Date }];
+      expect(await look()).toEqual({ data: { idempotencyRecord: { ...facts, expiresAt: expiredAt.toISOString(), expired: true } } });
 
-      expect((await lookup(key, ctx.alice)).body).toEqual({ data: { idempotencyRecord: null } });
+      await sql("update idempotency_records set forgotten_at = now() - interval '1 second' where key = $1", [key]);
+      expect(await look()).toEqual({ data: { idempotencyRecord: null } });
     });
 
     it('answers IDEMPOTENCY_KEY_INVALID for a malformed key', async () => {

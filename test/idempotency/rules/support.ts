@@ -14,6 +14,7 @@ export interface Marker {
   replayed: boolean;
   firstExecutedAt: string;
   expiresAt: string;
+  forgottenAt: string;
 }
 
 export interface ProductView {
@@ -62,10 +63,11 @@ export interface StoredRow {
   outcome: string;
   /** The stored bytes, in hex. */
   result_bytes: string;
-  /** The stored result, decoded as an unencrypted record. */
+  /** The stored result, decoded as an unencrypted record; null in a tombstone. */
   result: unknown;
   created_at: Date;
   expires_at: Date;
+  forgotten_at: Date | null;
 }
 
 /** What must stay untouched when nothing executes. */
@@ -230,14 +232,14 @@ export function useRulesServers(options: RulesServersOptions = {}): RulesContext
   }
 
   async function rowsOf(key: string, target: TestServer = server): Promise<StoredRow[]> {
-    const rows = await sql<Omit<StoredRow, 'result'> & { result: Buffer }>(
+    const rows = await sql<Omit<StoredRow, 'result'> & { result: Buffer | null }>(
       `select user_id, key, operation, encode(fingerprint, 'hex') as fingerprint, outcome, encode(result, 'hex') as result_bytes, result,
-              created_at, expires_at
+              created_at, expires_at, forgotten_at
          from idempotency_records where key = $1 order by user_id`,
       [key],
       target,
     );
-    return rows.map((row) => ({ ...row, result: plainResult(row.result) }));
+    return rows.map((row) => ({ ...row, result: row.result && plainResult(row.result) }));
   }
 
   function send<T>(query: string, variables: Record<string, unknown> | undefined, options: SendOptions = {}) {
