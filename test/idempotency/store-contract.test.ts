@@ -135,12 +135,15 @@ function contract<Db>(name: string, setUp: () => Promise<Harness<Db>>, tearDown:
     });
 
     it('makes a writer wait for another open transaction with the key, then reports the key taken', async () => {
-      const release = gate();
+      const [release, holding] = [gate(), gate()];
       const holder = h.store.transaction(h.db(), 5_000, async (tx) => {
         await h.store.write(tx, record('u1', 'held'));
+        holding.open();
         await release.opened;
         return { commit: true, value: undefined };
       });
+      // The waiter starts once the holder has written, so the holder is the one it waits for.
+      await holding.opened;
       const waiter = h.store.transaction(h.db(), 60_000, async (tx) => ({
         commit: false,
         value: await h.store.write(tx, record('u1', 'held')),
