@@ -12,7 +12,6 @@ export const RESULTS_FILE = path.join(projectRoot(), 'bench', 'RESULTS.md');
 /** Sections of RESULTS.md, in file order; each command rewrites its own and appends to History. */
 export const Section = {
   Latest: 'Latest run',
-  SqlCeiling: 'SQL ceiling',
   Soak: 'Soak',
   /** Written by hand: each engine change that moved the figures, with before and after. */
   Changes: 'Changes that moved the figures',
@@ -20,11 +19,11 @@ export const Section = {
 } as const;
 export type Section = (typeof Section)[keyof typeof Section];
 
-const ORDER: readonly Section[] = [Section.Latest, Section.SqlCeiling, Section.Soak, Section.Changes, Section.History];
+const ORDER: readonly Section[] = [Section.Latest, Section.Soak, Section.Changes, Section.History];
 
 const PREAMBLE = `# Benchmark results
 
-Written by \`npm run bench\`, \`npm run bench:sql\` and \`npm run bench:soak\` (see [README.md](README.md)).
+Written by \`npm run bench\` and \`npm run bench:soak\` (see [README.md](README.md)).
 Each command replaces its own section and appends one line to the history.
 `;
 
