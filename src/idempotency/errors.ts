@@ -1,4 +1,4 @@
-import type { CreatedResource } from './store';
+import type { CreatedResource, Tombstone } from './store';
 
 /** Every code the engine itself answers with. */
 export const IdempotencyErrorCode = {
@@ -19,6 +19,13 @@ export interface IdempotencyMarker {
   readonly expiresAt: string;
   /** When the key's tombstone ends and the key is unused again; `expiresAt` without a tombstone. */
   readonly forgottenAt: string;
+}
+
+/** A domain failure of a mutation: deterministic, so it is stored and replayed like a payload. */
+export interface DomainFailure {
+  readonly code: string;
+  readonly message: string;
+  readonly details: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -80,4 +87,25 @@ export function keyExpired(key: string, resources: readonly CreatedResource[], m
     { retryable: false, firstExecutedAt: marker.firstExecutedAt, resources: resources.map(({ type, id }) => ({ type, id })) },
     marker,
   );
+}
+
+/** A stored domain failure, answered with its own code; the host publishes it as it is. */
+export function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): IdempotencyError {
+  return new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
+}
+
+/** The marker of a field answered at `execution` from the record (or tombstone) of its key. */
+export function markerOf(
+  record: Pick<Tombstone, 'createdAt' | 'expiresAt' | 'forgottenAt'>,
+  execution: { readonly path: readonly (string | number)[]; readonly key: string },
+  replayed: boolean,
+): IdempotencyMarker {
+  return {
+    path: execution.path,
+    key: execution.key,
+    replayed,
+    firstExecutedAt: record.createdAt.toISOString(),
+    expiresAt: record.expiresAt.toISOString(),
+    forgottenAt: record.forgottenAt.toISOString(),
+  };
 }

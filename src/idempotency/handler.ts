@@ -2,24 +2,20 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache } from './cache';
 import { bindingOf, type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
 import {
+  type DomainFailure,
   IdempotencyError,
   IdempotencyErrorCode,
   type IdempotencyMarker,
   keyExpired,
   keyReused,
+  markerOf,
   recordUnreadable,
   requestInProgress,
+  storedFailure,
 } from './errors';
 import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
 import { type CreatedResource, type Found, type NewRecord, Outcome, type RecordStore, type StoredRecord, type Tombstone } from './store';
-
-/** A domain failure of a mutation: deterministic, so it is stored and replayed like a payload. */
-export interface DomainFailure {
-  readonly code: string;
-  readonly message: string;
-  readonly details: Readonly<Record<string, unknown>>;
-}
 
 export interface HandlerOptions<Db> {
   readonly store: RecordStore<Db>;
@@ -270,11 +266,6 @@ export class IdempotencyHandler<Db> {
   }
 }
 
-/** A stored domain failure, answered with its own code; the host publishes it as it is. */
-function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): IdempotencyError {
-  return new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
-}
-
 function attemptOf(found: Found): Attempt {
   switch (found.kind) {
     case 'live':
@@ -289,17 +280,6 @@ function attemptOf(found: Found): Attempt {
 /** Same operation and arguments as the first execution. */
 function sameRequest(first: Tombstone, execution: Pick<Execution<unknown>, 'operation'>, fingerprint: Buffer): boolean {
   return first.operation === execution.operation && first.fingerprint.equals(fingerprint);
-}
-
-function markerOf(record: Tombstone, execution: Pick<Execution<unknown>, 'path' | 'key'>, replayed: boolean): IdempotencyMarker {
-  return {
-    path: execution.path,
-    key: execution.key,
-    replayed,
-    firstExecutedAt: record.createdAt.toISOString(),
-    expiresAt: record.expiresAt.toISOString(),
-    forgottenAt: record.forgottenAt.toISOString(),
-  };
 }
 
 function unreachable(value: never): never {
