@@ -57,33 +57,24 @@ export class ResultCodec {
     return { format: RecordFormat.EncryptedJson, keyId: this.current.id, result: Buffer.concat([iv, cipher.getAuthTag(), data]) };
   }
 
+  /** Throws {@link UnreadableResultError} when the result cannot be decrypted or is not a stored result. */
   decode(stored: EncodedResult, binding: string): StoredResult {
-    return parsed(stored.format === RecordFormat.Json ? stored.result : this.decrypt(stored, binding));
-  }
-
-  private decrypt({ format, keyId, result }: EncodedResult, binding: string): Buffer {
-    if (format !== RecordFormat.EncryptedJson) throw new UnreadableResultError(`unknown record format ${format}`);
-    const key = keyId === null ? undefined : this.keys.get(keyId);
-    if (!key) throw new UnreadableResultError(`encrypted with key ${keyId}, which is not configured`);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
-        .setAAD(Buffer.from(binding))
-        .setAuthTag(result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-      return Buffer.concat([decipher.update(result.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+      const value = JSON.parse(this.plaintext(stored, binding).toString('utf8')) as { kind?: unknown } | null;
+      if (value?.kind === 'payload' || value?.kind === 'error') return value as StoredResult;
     } catch (error) {
-      throw new UnreadableResultError('the record failed authentication', { cause: error });
+      throw new UnreadableResultError('the record cannot be decrypted or is not JSON', { cause: error });
     }
+    throw new UnreadableResultError('the record has an unknown shape');
   }
-}
 
-function parsed(json: Buffer): StoredResult {
-  let value: unknown;
-  try {
-    value = JSON.parse(json.toString('utf8'));
-  } catch (error) {
-    throw new UnreadableResultError('the record is not JSON', { cause: error });
+  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer {
+    if (format === RecordFormat.Json) return result;
+    const key = keyId === null ? undefined : this.keys.get(keyId);
+    if (format !== RecordFormat.EncryptedJson || !key) throw new Error(`format ${format} with key ${keyId} is not readable here`);
+    const decipher = createDecipheriv('aes-256-gcm', key, result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
+      .setAAD(Buffer.from(binding))
+      .setAuthTag(result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(result.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
   }
-  const kind = (value as { kind?: unknown } | null)?.kind;
-  if (kind !== 'payload' && kind !== 'error') throw new UnreadableResultError('the record has an unknown shape');
-  return value as StoredResult;
 }

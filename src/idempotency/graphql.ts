@@ -127,23 +127,19 @@ export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> 
 }
 
 /** Adds `extensions.idempotency` and the `Idempotent-Replayed` header to responses. */
-export function idempotencyPlugin<C extends IdempotencyContext>(): ApolloServerPlugin<C> {
-  return {
-    async requestDidStart() {
-      return {
-        async willSendResponse({ contextValue, response }) {
-          const markers = contextValue.idempotency?.markers ?? [];
-          if (markers.length === 0) return;
-          if (response.body.kind === 'single') {
-            const result = response.body.singleResult;
-            result.extensions = { ...result.extensions, idempotency: [...markers] };
-          }
-          if (markers.some((marker) => marker.replayed)) response.http.headers.set('idempotent-replayed', 'true');
-        },
-      };
+export const idempotencyPlugin = (): ApolloServerPlugin<IdempotencyContext> => ({
+  requestDidStart: async () => ({
+    async willSendResponse({ contextValue, response }) {
+      const markers = contextValue.idempotency?.markers ?? [];
+      if (markers.length === 0) return;
+      if (response.body.kind === 'single') {
+        const result = response.body.singleResult;
+        result.extensions = { ...result.extensions, idempotency: [...markers] };
+      }
+      if (markers.some((marker) => marker.replayed)) response.http.headers.set('idempotent-replayed', 'true');
     },
-  };
-}
+  }),
+});
 
 /** The argument (an explicit null counts as absent), else the header when this is the operation's only idempotent field. */
 function keyOf(argument: unknown, { headerKey: header, handler }: IdempotencyRequest, info: GraphQLResolveInfo): string {
