@@ -1,7 +1,4 @@
-/**
- * A bounded least-recently-used map whose entries also expire. Finished idempotency records
- * never change before they expire, so a process may answer replays from memory.
- */
+/** A bounded least-recently-used map whose entries also expire: finished records never change before they expire. */
 export class ExpiringLruCache<V extends { readonly expiresAt: Date }> {
   private readonly entries = new Map<string, V>();
 
@@ -20,14 +17,8 @@ export class ExpiringLruCache<V extends { readonly expiresAt: Date }> {
     if (this.maxEntries <= 0) return;
     this.entries.delete(key);
     this.entries.set(key, value);
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
-    }
-  }
-
-  delete(key: string): void {
-    this.entries.delete(key);
+    // A Map iterates in insertion order, so its first key is the least recently used.
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value as string);
   }
 
   get size(): number {

@@ -1,22 +1,20 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import type { DomainFailure } from './errors';
 
 /** What a first execution produced: the whole payload, or a domain failure to replay. */
-export type StoredResult =
-  | { readonly kind: 'payload'; readonly payload: unknown }
-  | { readonly kind: 'error'; readonly code: string; readonly message: string; readonly details: Record<string, unknown> };
+export type StoredResult = { readonly kind: 'payload'; readonly payload: unknown } | ({ readonly kind: 'error' } & DomainFailure);
 
-/** How a record's `result` bytes are written; the number is stored in the record's `format`. */
+/** How a record's `result` bytes are written, stored in its `format`; PostgreSQL compresses large values itself (TOAST). */
 export const RecordFormat = {
-  /** The result's JSON text, UTF-8. PostgreSQL compresses large values itself (TOAST). */
+  /** The result's JSON text, UTF-8. */
   Json: 1,
-  /** AES-256-GCM over the JSON text: IV (12 bytes), tag (16 bytes), ciphertext; `key_id` names the key. */
+  /** AES-256-GCM over the JSON text: IV (12 bytes), tag (16 bytes), ciphertext; `keyId` names the key. */
   EncryptedJson: 2,
 } as const;
 
-/** The stored form of a result. */
+/** The stored form of a result; `keyId` is null when it is not encrypted. */
 export interface EncodedResult {
   readonly format: number;
-  /** Which encryption key wrote it; null when not encrypted. */
   readonly keyId: string | null;
   readonly result: Buffer;
 }
@@ -28,80 +26,55 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /** A short public name of a key, stored with each record it encrypts. */
-export function keyIdOf(key: Buffer): string {
-  return createHash('sha256').update('idempotency-key-id\u0000').update(key).digest('hex').slice(0, 16);
-}
+export const keyIdOf = (key: Buffer) => createHash('sha256').update('idempotency-key-id\u0000').update(key).digest('hex').slice(0, 16);
 
-/** The associated data of an encrypted result: a ciphertext copied onto another record fails. */
-export function bindingOf(scope: string, key: string, fingerprint: Buffer): string {
-  return `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
-}
+/** The associated data of an encrypted result, so that a ciphertext copied onto another record fails authentication. */
+export const bindingOf = (scope: string, key: string, fingerprint: Buffer) => `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
 
 /**
- * Encodes results as JSON, encrypted with `currentKey` when one is given. Reads plain JSON
- * and anything encrypted with the current or a previous key, so rotating a key, or turning
- * encryption on, keeps every live record replayable. `binding` (user, key, fingerprint) is
- * the associated data: a ciphertext copied onto another record fails authentication.
+ * JSON, encrypted with `currentKey` when one is given. Plain JSON and anything encrypted with the
+ * current or a previous key stay readable, so turning encryption on or rotating a key keeps every
+ * live record replayable.
  */
 export class ResultCodec {
   private readonly keys = new Map<string, Buffer>();
-  private readonly currentId: string | undefined;
+  private readonly current: { readonly key: Buffer; readonly id: string } | undefined;
 
-  constructor(
-    private readonly currentKey?: Buffer,
-    previousKeys: readonly Buffer[] = [],
-  ) {
-    for (const key of [currentKey, ...previousKeys]) {
-      if (!key) continue;
+  constructor(currentKey?: Buffer, previousKeys: readonly Buffer[] = []) {
+    for (const key of currentKey ? [currentKey, ...previousKeys] : previousKeys) {
       if (key.length !== 32) throw new RangeError('AES-256-GCM needs 32-byte keys');
       this.keys.set(keyIdOf(key), key);
     }
-    this.currentId = currentKey ? keyIdOf(currentKey) : undefined;
+    this.current = currentKey && { key: currentKey, id: keyIdOf(currentKey) };
   }
 
   /** `json` is a {@link StoredResult} as JSON text. */
   encode(json: string, binding: string): EncodedResult {
-    if (!this.currentKey || !this.currentId) return { format: RecordFormat.Json, keyId: null, result: Buffer.from(json) };
+    if (!this.current) return { format: RecordFormat.Json, keyId: null, result: Buffer.from(json) };
     const iv = randomBytes(IV_BYTES);
-    const cipher = createCipheriv('aes-256-gcm', this.currentKey, iv);
-    cipher.setAAD(Buffer.from(binding));
+    const cipher = createCipheriv('aes-256-gcm', this.current.key, iv).setAAD(Buffer.from(binding));
     const data = Buffer.concat([cipher.update(json, 'utf8'), cipher.final()]);
-    return { format: RecordFormat.EncryptedJson, keyId: this.currentId, result: Buffer.concat([iv, cipher.getAuthTag(), data]) };
+    return { format: RecordFormat.EncryptedJson, keyId: this.current.id, result: Buffer.concat([iv, cipher.getAuthTag(), data]) };
   }
 
+  /** Throws {@link UnreadableResultError} when the result cannot be decrypted or is not a stored result. */
   decode(stored: EncodedResult, binding: string): StoredResult {
-    switch (stored.format) {
-      case RecordFormat.Json:
-        return parsed(stored.result);
-      case RecordFormat.EncryptedJson:
-        return parsed(this.decrypt(stored, binding));
-      default:
-        throw new UnreadableResultError(`unknown record format ${stored.format}`);
-    }
-  }
-
-  private decrypt(stored: EncodedResult, binding: string): Buffer {
-    const key = stored.keyId === null ? undefined : this.keys.get(stored.keyId);
-    if (!key) throw new UnreadableResultError(`encrypted with key ${stored.keyId}, which is not configured`);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, stored.result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
-      decipher.setAAD(Buffer.from(binding));
-      decipher.setAuthTag(stored.result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-      return Buffer.concat([decipher.update(stored.result.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+      const value = JSON.parse(this.plaintext(stored, binding).toString('utf8')) as { kind?: unknown } | null;
+      if (value?.kind === 'payload' || value?.kind === 'error') return value as StoredResult;
     } catch (error) {
-      throw new UnreadableResultError('the record failed authentication', { cause: error });
+      throw new UnreadableResultError('the record cannot be decrypted or is not JSON', { cause: error });
     }
+    throw new UnreadableResultError('the record has an unknown shape');
   }
-}
 
-function parsed(json: Buffer): StoredResult {
-  let value: unknown;
-  try {
-    value = JSON.parse(json.toString('utf8'));
-  } catch (error) {
-    throw new UnreadableResultError('the record is not JSON', { cause: error });
+  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer {
+    if (format === RecordFormat.Json) return result;
+    const key = keyId === null ? undefined : this.keys.get(keyId);
+    if (format !== RecordFormat.EncryptedJson || !key) throw new Error(`format ${format} with key ${keyId} is not readable here`);
+    const decipher = createDecipheriv('aes-256-gcm', key, result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
+      .setAAD(Buffer.from(binding))
+      .setAuthTag(result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+    return Buffer.concat([decipher.update(result.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
   }
-  const kind = (value as { kind?: unknown } | null)?.kind;
-  if (kind !== 'payload' && kind !== 'error') throw new UnreadableResultError('the record has an unknown shape');
-  return value as StoredResult;
 }

@@ -17,21 +17,11 @@ export interface IdempotencyMarker {
   readonly replayed: boolean;
   readonly firstExecutedAt: string;
   readonly expiresAt: string;
-  /** When the key's tombstone ends and the key is unused again; `expiresAt` without a tombstone. */
+  /** When the key is unused again: the end of its tombstone, else `expiresAt`. */
   readonly forgottenAt: string;
 }
 
-/** A domain failure of a mutation: deterministic, so it is stored and replayed like a payload. */
-export interface DomainFailure {
-  readonly code: string;
-  readonly message: string;
-  readonly details: Readonly<Record<string, unknown>>;
-}
-
-/**
- * Base of every error the engine raises for a client. The host's error formatting publishes
- * `code`, `message` and `details` as they are.
- */
+/** Base of every error the engine raises for a client; the host publishes `code`, `message` and `details` as they are. */
 export class IdempotencyError extends Error {
   constructor(
     readonly code: string,
@@ -44,6 +34,9 @@ export class IdempotencyError extends Error {
     this.name = new.target.name;
   }
 }
+
+/** A mutation's deterministic failure: stored and replayed like a payload. */
+export type DomainFailure = Pick<IdempotencyError, 'code' | 'message' | 'details'>;
 
 export const keyMissing = (operation: string) =>
   new IdempotencyError(
@@ -66,46 +59,37 @@ export const requestInProgress = (key: string, retryAfterSeconds: number) =>
     { retryAfterSeconds },
   );
 
-/** Retrying cannot help: the record stays as it is until it expires, and is never re-executed. */
-export function recordUnreadable(key: string, marker: IdempotencyMarker): IdempotencyError {
-  return new IdempotencyError(
+/** Not retryable: the record stays as it is until it expires, and is never re-executed. */
+export const recordUnreadable = (key: string, marker: IdempotencyMarker) =>
+  new IdempotencyError(
     IdempotencyErrorCode.RecordUnreadable,
     `The stored outcome of idempotency key ${key} cannot be read (for example its encryption key is no longer configured); it is not executed again`,
     { retryable: false },
     marker,
   );
-}
 
-/**
- * A late retry: the key's result expired, its tombstone remains. Retrying cannot help; the
- * resources tell the client what to fetch instead of creating them again.
- */
-export function keyExpired(key: string, resources: readonly CreatedResource[], marker: IdempotencyMarker): IdempotencyError {
-  return new IdempotencyError(
+/** A late retry of an expired result: its resources tell the client what to fetch instead of creating them again. */
+export const keyExpired = (key: string, resources: readonly CreatedResource[], marker: IdempotencyMarker) =>
+  new IdempotencyError(
     IdempotencyErrorCode.KeyExpired,
     `Idempotency key ${key} was first executed at ${marker.firstExecutedAt}; its result expired at ${marker.expiresAt} and is not executed again. Fetch the current state of its resources instead`,
     { retryable: false, firstExecutedAt: marker.firstExecutedAt, resources: resources.map(({ type, id }) => ({ type, id })) },
     marker,
   );
-}
 
-/** A stored domain failure, answered with its own code; the host publishes it as it is. */
-export function storedFailure(failure: DomainFailure, marker: IdempotencyMarker): IdempotencyError {
-  return new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
-}
+export const storedFailure = (failure: DomainFailure, marker: IdempotencyMarker) =>
+  new IdempotencyError(failure.code, failure.message, { ...failure.details }, marker);
 
-/** The marker of a field answered at `execution` from the record (or tombstone) of its key. */
-export function markerOf(
+/** The marker of a field answered from the record (or tombstone) of its key. */
+export const markerOf = (
   record: Pick<Tombstone, 'createdAt' | 'expiresAt' | 'forgottenAt'>,
-  execution: { readonly path: readonly (string | number)[]; readonly key: string },
+  { path, key }: { readonly path: readonly (string | number)[]; readonly key: string },
   replayed: boolean,
-): IdempotencyMarker {
-  return {
-    path: execution.path,
-    key: execution.key,
-    replayed,
-    firstExecutedAt: record.createdAt.toISOString(),
-    expiresAt: record.expiresAt.toISOString(),
-    forgottenAt: record.forgottenAt.toISOString(),
-  };
-}
+): IdempotencyMarker => ({
+  path,
+  key,
+  replayed,
+  firstExecutedAt: record.createdAt.toISOString(),
+  expiresAt: record.expiresAt.toISOString(),
+  forgottenAt: record.forgottenAt.toISOString(),
+});

@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 
 /**
- * SHA-256 of the RFC 8785 canonical JSON of `{ operation, arguments }`. `args` are the coerced
- * field arguments without the key; properties whose value is null are dropped first, so an
- * absent optional input field and a null one give the same fingerprint. It never depends on
- * the encryption keys, so enabling or rotating a key keeps every retry's fingerprint.
+ * SHA-256 of the RFC 8785 canonical JSON of `{ operation, arguments }` (the coerced field arguments
+ * without the key). Null properties are dropped so that an absent optional input field and a null
+ * one match. No encryption key enters it, so enabling or rotating one keeps every retry's fingerprint.
  */
 export function fingerprint(operation: string, args: Readonly<Record<string, unknown>>): Buffer {
   const canonical = canonicalize({ operation, arguments: withoutNulls(args) });
@@ -15,12 +14,6 @@ export function fingerprint(operation: string, args: Readonly<Record<string, unk
 
 function withoutNulls(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutNulls);
-  if (value !== null && typeof value === 'object' && !(value instanceof Date)) {
-    const result: Record<string, unknown> = {};
-    for (const [name, item] of Object.entries(value)) {
-      if (item !== null && item !== undefined) result[name] = withoutNulls(item);
-    }
-    return result;
-  }
-  return value;
+  if (value === null || typeof value !== 'object' || value instanceof Date) return value;
+  return Object.fromEntries(Object.entries(value).flatMap(([name, item]) => (item == null ? [] : [[name, withoutNulls(item)]])));
 }

@@ -2,12 +2,11 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import {
   DirectiveLocation,
-  type FieldNode,
   GraphQLDirective,
   GraphQLInt,
   type GraphQLResolveInfo,
   Kind,
-  type OperationDefinitionNode,
+  responsePathAsArray,
   type SelectionSetNode,
 } from 'graphql';
 import {
@@ -28,9 +27,6 @@ import { IDEMPOTENCY_KEY_ARG, IdempotencyKeyScalar, validateKey } from './key';
 import { ObservedOutcome } from './observer';
 import { PostgresRecordStore } from './postgres.store';
 import { type CreatedResource, Outcome } from './store';
-
-/** Header set when any field of the response was replayed from a stored outcome. */
-const REPLAYED_HEADER = 'idempotent-replayed';
 
 /** Idempotency state of one request: the engine, who is asking, the header and the markers. */
 export class IdempotencyRequest {
@@ -89,25 +85,24 @@ export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> 
   if (tombstoneSeconds !== undefined && !(Number.isInteger(tombstoneSeconds) && tombstoneSeconds >= 0)) {
     throw new RangeError(`@Idempotent: tombstoneSeconds must be a whole number of seconds; got ${tombstoneSeconds}`);
   }
-  const args = [
-    ttlSeconds === undefined ? '' : `ttlSeconds: ${ttlSeconds}`,
-    tombstoneSeconds === undefined ? '' : `tombstoneSeconds: ${tombstoneSeconds}`,
-  ].filter((arg) => arg !== '');
-  const directive = Directive(args.length > 0 ? `@idempotent(${args.join(', ')})` : '@idempotent');
+  const windows = Object.entries({ ttlSeconds, tombstoneSeconds }).flatMap(([name, value]) =>
+    value === undefined ? [] : [`${name}: ${value}`],
+  );
+  const directive = Directive(windows.length > 0 ? `@idempotent(${windows.join(', ')})` : '@idempotent');
   const resources = options.resources as ((payload: unknown) => readonly CreatedResource[]) | undefined;
   const middleware = createMethodMiddlewareDecorator<IdempotencyContext>(async (action, next) => {
     const { args, context, info } = action;
     const state = context.idempotency;
-    const key = keyOf(args[IDEMPOTENCY_KEY_ARG], state, info);
+    const { [IDEMPOTENCY_KEY_ARG]: argument, ...fieldArgs } = args;
+    const key = keyOf(argument, state, info);
     if (!state.scope) throw new IdempotencyError('UNAUTHENTICATED', 'Authentication required: send Authorization: Bearer <token>');
-    const { [IDEMPOTENCY_KEY_ARG]: _key, ...fieldArgs } = args;
     try {
       const completed = await state.handler.execute({
         operation: info.fieldName,
         args: fieldArgs,
         scope: state.scope,
         key,
-        path: responsePath(info),
+        path: responsePathAsArray(info.path),
         db: context.em,
         ttlSeconds,
         tombstoneSeconds,
@@ -132,80 +127,52 @@ export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> 
 }
 
 /** Adds `extensions.idempotency` and the `Idempotent-Replayed` header to responses. */
-export function idempotencyPlugin<C extends IdempotencyContext>(): ApolloServerPlugin<C> {
-  return {
-    async requestDidStart() {
-      return {
-        async willSendResponse({ contextValue, response }) {
-          const markers = contextValue.idempotency?.markers ?? [];
-          if (markers.length === 0) return;
-          if (response.body.kind === 'single') {
-            const result = response.body.singleResult;
-            result.extensions = { ...result.extensions, idempotency: [...markers] };
-          }
-          if (markers.some((marker) => marker.replayed)) response.http.headers.set(REPLAYED_HEADER, 'true');
-        },
-      };
+export const idempotencyPlugin = (): ApolloServerPlugin<IdempotencyContext> => ({
+  requestDidStart: async () => ({
+    async willSendResponse({ contextValue, response }) {
+      const markers = contextValue.idempotency?.markers ?? [];
+      if (markers.length === 0) return;
+      if (response.body.kind === 'single') {
+        const result = response.body.singleResult;
+        result.extensions = { ...result.extensions, idempotency: [...markers] };
+      }
+      if (markers.some((marker) => marker.replayed)) response.http.headers.set('idempotent-replayed', 'true');
     },
-  };
-}
+  }),
+});
 
-/** The argument, else the header when this is the operation's only idempotent field. */
-function keyOf(argument: unknown, state: IdempotencyRequest, info: GraphQLResolveInfo): string {
+/** The argument (an explicit null counts as absent), else the header when this is the operation's only idempotent field. */
+function keyOf(argument: unknown, { headerKey: header, handler }: IdempotencyRequest, info: GraphQLResolveInfo): string {
   try {
-    const header = state.headerKey;
-    const fromArgument = argument !== undefined && argument !== null;
     if (header !== undefined && idempotentFieldCount(info) > 1) {
       throw keyInvalid(
         'The Idempotency-Key header applies to operations with exactly one idempotent mutation; pass an idempotencyKey argument to each field instead',
       );
     }
-    if (fromArgument && header !== undefined && argument !== header) {
-      throw keyInvalid('The idempotencyKey argument and the Idempotency-Key header differ');
+    if (argument === undefined || argument === null) {
+      if (header === undefined) throw keyMissing(info.fieldName);
+      return validateKey(header, 'Idempotency-Key header');
     }
-    if (fromArgument) return validateKey(argument, 'idempotencyKey argument');
-    if (header !== undefined) return validateKey(header, 'Idempotency-Key header');
-    throw keyMissing(info.fieldName);
+    if (header !== undefined && argument !== header) throw keyInvalid('The idempotencyKey argument and the Idempotency-Key header differ');
+    return validateKey(argument, 'idempotencyKey argument');
   } catch (error) {
-    const missing = error instanceof IdempotencyError && error.code === IdempotencyErrorCode.KeyMissing;
-    state.handler.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
+    const missing = (error as IdempotencyError).code === IdempotencyErrorCode.KeyMissing;
+    handler.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
     throw error;
   }
 }
 
-const fieldCounts = new WeakMap<OperationDefinitionNode, number>();
-
-/** How many root fields of the operation are idempotent mutations (fields with a key argument). */
+/** How many root fields of the mutation declare the key argument; validation has already refused fragment cycles. */
 function idempotentFieldCount(info: GraphQLResolveInfo): number {
-  const known = fieldCounts.get(info.operation);
-  if (known !== undefined) return known;
-  const mutationFields = info.schema.getMutationType()?.getFields() ?? {};
-  const isIdempotent = (node: FieldNode) => mutationFields[node.name.value]?.args.some((arg) => arg.name === IDEMPOTENCY_KEY_ARG) ?? false;
-  const count = (selectionSet: SelectionSetNode, seen: ReadonlySet<string>): number =>
-    selectionSet.selections.reduce((total, selection) => {
-      switch (selection.kind) {
-        case Kind.FIELD:
-          return total + (isIdempotent(selection) ? 1 : 0);
-        case Kind.INLINE_FRAGMENT:
-          return total + count(selection.selectionSet, seen);
-        case Kind.FRAGMENT_SPREAD: {
-          const fragment = info.fragments[selection.name.value];
-          if (!fragment || seen.has(fragment.name.value)) return total;
-          return total + count(fragment.selectionSet, new Set([...seen, fragment.name.value]));
-        }
-        default:
-          return total;
-      }
+  const fields = info.schema.getMutationType()?.getFields() ?? {};
+  const keyed = (name: string) => (fields[name]?.args.some((arg) => arg.name === IDEMPOTENCY_KEY_ARG) ? 1 : 0);
+  const count = ({ selections }: SelectionSetNode): number =>
+    selections.reduce((total, selection) => {
+      if (selection.kind === Kind.FIELD) return total + keyed(selection.name.value);
+      const fragment = selection.kind === Kind.INLINE_FRAGMENT ? selection : info.fragments[selection.name.value];
+      return total + (fragment ? count(fragment.selectionSet) : 0);
     }, 0);
-  const result = info.operation.operation === 'mutation' ? count(info.operation.selectionSet, new Set()) : 0;
-  fieldCounts.set(info.operation, result);
-  return result;
-}
-
-function responsePath(info: GraphQLResolveInfo): (string | number)[] {
-  const path: (string | number)[] = [];
-  for (let node: GraphQLResolveInfo['path'] | undefined = info.path; node; node = node.prev) path.unshift(node.key);
-  return path;
+  return info.operation.operation === 'mutation' ? count(info.operation.selectionSet) : 0;
 }
 
 const IdempotencyOutcomeValue = { SUCCEEDED: Outcome.Succeeded, FAILED: Outcome.Failed } as const;
@@ -219,7 +186,7 @@ registerEnumType(IdempotencyOutcomeValue, {
 });
 
 @ObjectType('IdempotencyResource', { description: 'A resource the first execution with a key created.' })
-export class IdempotencyResourceType {
+class IdempotencyResourceType {
   @Field({ description: 'What it is, e.g. Order.' })
   type!: string;
 
@@ -230,7 +197,7 @@ export class IdempotencyResourceType {
 @ObjectType('IdempotencyRecord', {
   description: "The stored outcome of the viewer's mutation with a key; after it expires, its tombstone (no payload) until forgottenAt.",
 })
-export class IdempotencyRecordType {
+class IdempotencyRecordType {
   @Field(() => IdempotencyKeyScalar, { description: 'The key.' })
   key!: string;
 
@@ -271,12 +238,10 @@ export class IdempotencyRecordResolver {
     @Ctx() ctx: IdempotencyContext,
     @Arg('key', () => IdempotencyKeyScalar, { description: 'The idempotency key.' }) key: string,
   ): Promise<IdempotencyRecordType | null> {
-    const scope = ctx.idempotency.scope;
-    if (!scope) return null;
-    const found = await this.store.find(ctx.em, scope, validateKey(key, 'key'));
+    const { scope } = ctx.idempotency;
+    const found = scope ? await this.store.find(ctx.em, scope, validateKey(key, 'key')) : null;
     if (!found) return null;
-    const record = found.kind === 'live' ? found.record : found.tombstone;
-    const { operation, outcome, createdAt, expiresAt, forgottenAt, resources } = record;
+    const { operation, outcome, createdAt, expiresAt, forgottenAt, resources } = found.kind === 'live' ? found.record : found.tombstone;
     return { key, operation, outcome, createdAt, expiresAt, forgottenAt, expired: found.kind === 'expired', resources: [...resources] };
   }
 }

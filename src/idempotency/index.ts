@@ -1,9 +1,7 @@
-import type { ApolloServerPlugin } from '@apollo/server';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import type { GraphQLDirective } from 'graphql';
 import { ResultCodec } from './codec';
 import type { DomainFailure } from './errors';
-import { type IdempotencyContext, IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
+import { IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
 import { IdempotencyHandler } from './handler';
 import type { IdempotencyObserver } from './observer';
 import { PostgresRecordStore } from './postgres.store';
@@ -18,6 +16,7 @@ export type { PurgeResult } from './purge';
 export { IdempotencyRecord } from './record.entity';
 export type { CreatedResource } from './store';
 
+/** Options of {@link createIdempotency}; each absent one takes its default. */
 export interface IdempotencyOptions {
   /** How long an outcome is kept and replayed. Default 86400 s. */
   readonly ttlSeconds?: number;
@@ -37,28 +36,10 @@ export interface IdempotencyOptions {
 }
 
 /** The engine, wired: what the host registers with Apollo, TypeGraphQL and MikroORM. */
-export interface Idempotency {
-  readonly plugin: ApolloServerPlugin<IdempotencyContext>;
-  readonly resolvers: readonly [typeof IdempotencyRecordResolver];
-  readonly directives: readonly GraphQLDirective[];
-  readonly entities: readonly [typeof IdempotencyRecord];
-  /** The per-request state the GraphQL context carries as `idempotency`. */
-  request(scope: string | null, headerKey: string | undefined): IdempotencyRequest;
-  /** Deletes rows whose tombstone ended and drops expired results, in paced batches; returns how many of each. */
-  purge(orm: MikroORM, options?: PurgeOptions): Promise<PurgeResult>;
-  /** Purges every `intervalSeconds` (0: never); returns a function that stops the job. */
-  startPurgeJob(
-    orm: MikroORM,
-    intervalSeconds: number,
-    onPurged: (purged: PurgeResult) => void,
-    onError: (error: unknown) => void,
-  ): () => Promise<void>;
-}
-
-const silentObserver: IdempotencyObserver = { outcome: () => {}, waited: () => {}, overhead: () => {} };
+export type Idempotency = ReturnType<typeof createIdempotency>;
 
 /** Builds the engine on PostgreSQL; every option has a default. */
-export function createIdempotency(options: IdempotencyOptions = {}): Idempotency {
+export function createIdempotency(options: IdempotencyOptions = {}) {
   const store = new PostgresRecordStore();
   const handler = new IdempotencyHandler<EntityManager>({
     store,
@@ -67,17 +48,21 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
     tombstoneSeconds: options.tombstoneSeconds ?? 2_592_000,
     waitMs: options.waitMs ?? 10_000,
     cacheSize: options.cacheSize ?? 10_000,
-    observer: options.observer ?? silentObserver,
+    observer: options.observer ?? { outcome: () => {}, waited: () => {}, overhead: () => {} },
     domainFailure: options.domainFailure ?? (() => undefined),
   });
+  /** Deletes rows whose tombstone ended and drops expired results, in paced batches; returns how many of each. */
   const purge = (orm: MikroORM, purgeOptions?: PurgeOptions) => purgeExpired(store, () => orm.em.fork(), purgeOptions);
   return {
     plugin: idempotencyPlugin(),
-    resolvers: [IdempotencyRecordResolver],
-    directives: [idempotentDirective],
-    entities: [IdempotencyRecord],
-    request: (scope, headerKey) => new IdempotencyRequest(handler, scope, headerKey),
+    resolvers: [IdempotencyRecordResolver] as const,
+    directives: [idempotentDirective] as const,
+    entities: [IdempotencyRecord] as const,
+    /** The per-request state the GraphQL context carries as `idempotency`. */
+    request: (scope: string | null, headerKey: string | undefined) => new IdempotencyRequest(handler, scope, headerKey),
     purge,
-    startPurgeJob: (orm, intervalSeconds, onPurged, onError) => startPurgeJob(() => purge(orm), intervalSeconds, onPurged, onError),
+    /** Purges every `intervalSeconds` (0: never); returns a function that stops the job. */
+    startPurgeJob: (orm: MikroORM, intervalSeconds: number, onPurged: (purged: PurgeResult) => void, onError: (error: unknown) => void) =>
+      startPurgeJob(() => purge(orm), intervalSeconds, onPurged, onError),
   };
 }

@@ -2,9 +2,8 @@ import { Check, Entity, Enum, Index, PrimaryKey, Property } from '@mikro-orm/dec
 import { Outcome } from './store';
 
 /**
- * The stored outcome of one idempotent mutation, per (user, key). Rows are only ever written in
- * the transaction of the mutation they describe, so a committed row always has a final outcome.
- * After `expiresAt` the row is a tombstone (the purge drops its result) until `forgottenAt`.
+ * The outcome of one idempotent mutation per (user, key), written only in that mutation's transaction, so a
+ * committed row is always final. After `expiresAt` it is a tombstone (the purge drops its result) until `forgottenAt`.
  */
 @Entity({ tableName: 'idempotency_records' })
 // The purge's two scans: results to drop (expired, still holding one) and rows to delete.
@@ -28,18 +27,16 @@ export class IdempotencyRecord {
   @Property({ type: 'string', length: 128 })
   operation!: string;
 
-  /** SHA-256 of the canonical operation and arguments. */
   @Property({ type: 'blob' })
   fingerprint!: Buffer;
 
   @Enum({ items: () => Object.values(Outcome), type: 'string' })
   outcome!: Outcome;
 
-  /** How `result` is written: 1 JSON text, 2 AES-256-GCM over it (codec.ts). */
+  /** `RecordFormat` in codec.ts. */
   @Property({ type: 'smallint', default: 1 })
   format!: number;
 
-  /** Which encryption key wrote `result`; null when it is not encrypted. */
   @Property({ type: 'string', length: 16, nullable: true })
   keyId!: string | null;
 
@@ -47,7 +44,7 @@ export class IdempotencyRecord {
   @Property({ type: 'blob', nullable: true })
   result!: Buffer | null;
 
-  /** What the first execution created, as `[{ type, id }]`, for a late retry's answer. */
+  /** What the first execution created, named in a late retry's answer. */
   @Property({ type: 'json', default: "'[]'" })
   resources!: { type: string; id: string }[];
 
