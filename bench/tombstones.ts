@@ -52,7 +52,7 @@ runCommand(async (cleanup) => {
   const deleting = await purge('ended tombstones deleted');
 
   const line = (name: string, size: Sizes) =>
-    `${name}: ${fmt(size.rows)} rows, ${fmt(size.tupleBytes)} bytes per row (tuple, pg_column_size), ${fmt(size.indexBytes)} bytes per row in the indexes`;
+    `${name}: ${fmt(size.rows)} rows, ${fmt(size.tupleBytes)} bytes per row (tuple, pg_column_size), ${fmt(size.indexBytes)} bytes per row in the indexes, ${fmt(size.tableBytes)} bytes per row in the table's pages`;
   process.stdout.write(
     [
       line('records (two-line order, plain JSON)', records),
@@ -68,18 +68,22 @@ interface Sizes {
   readonly rows: number;
   /** Average bytes of a row's tuple, TOAST included (pg_column_size of the whole row). */
   readonly tupleBytes: number;
-  /** Bytes of every index of the table, per row (the partial index holds only rows with a result). */
+  /** Bytes of every index of the table, per row. */
   readonly indexBytes: number;
+  /** Bytes of the table's pages per row, free space included (the fill factor leaves room for updates). */
+  readonly tableBytes: number;
 }
 
 async function sizes(pool: pg.Pool, where: 'result is not null' | 'result is null'): Promise<Sizes> {
   // Rebuilt so that their size is that of the rows they hold, not of the pages a purge emptied.
   await pool.query('vacuum analyze idempotency_records');
   await pool.query('reindex table idempotency_records');
-  const { rows } = await pool.query<{ rows: string; tuple: string; indexes: string }>(
-    `select count(*) as rows, avg(pg_column_size(r.*)) as tuple, pg_indexes_size('idempotency_records') as indexes
+  const { rows } = await pool.query<{ rows: string; tuple: string; indexes: string; table: string }>(
+    `select count(*) as rows, avg(pg_column_size(r.*)) as tuple, pg_indexes_size('idempotency_records') as indexes,
+            pg_relation_size('idempotency_records') as table
        from idempotency_records r where ${where}`,
   );
-  const row = rows[0] as { rows: string; tuple: string; indexes: string };
-  return { rows: Number(row.rows), tupleBytes: Number(row.tuple), indexBytes: Number(row.indexes) / Number(row.rows) };
+  const row = rows[0] as { rows: string; tuple: string; indexes: string; table: string };
+  const count = Number(row.rows);
+  return { rows: count, tupleBytes: Number(row.tuple), indexBytes: Number(row.indexes) / count, tableBytes: Number(row.table) / count };
 }

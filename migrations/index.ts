@@ -5,6 +5,7 @@ import { Migration20261128030000_idempotency_result_bytes } from './Migration202
 import { Migration20261203230000_idempotency_record_format } from './Migration20261203230000_idempotency_record_format';
 import { Migration20261204000000_outbox_events } from './Migration20261204000000_outbox_events';
 import { Migration20261204020000_idempotency_tombstones } from './Migration20261204020000_idempotency_tombstones';
+import { Migration20261204050000_idempotency_hot_tombstones } from './Migration20261204050000_idempotency_hot_tombstones';
 
 /**
  * Every migration, in order. A new file from `npm run migration:create` is added here; a test
@@ -17,4 +18,5 @@ export const MIGRATIONS: MigrationObject[] = [
   { name: 'Migration20261203230000_idempotency_record_format', class: Migration20261203230000_idempotency_record_format },
   { name: 'Migration20261204000000_outbox_events', class: Migration20261204000000_outbox_events },
   { name: 'Migration20261204020000_idempotency_tombstones', class: Migration20261204020000_idempotency_tombstones },
+  { name: 'Migration20261204050000_idempotency_hot_tombstones', class: Migration20261204050000_idempotency_hot_tombstones },
 ];

@@ -65,6 +65,37 @@ describe('purging expired idempotency records', () => {
     expect(await recordsOf(server, 'cli-user')).toEqual({ expired: 0, tombstones: 7, live: 30 });
   });
 
+  it('drops the results of records that expired after the newest tombstone with HOT updates, writing no index entry', async () => {
+    // Tombstones of two days ago, then records of a two-line order's size that expired an hour ago.
+    await withClient(server.databaseUrl, (client) =>
+      client.query(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at, forgotten_at)
+         select 'hot-user', 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED',
+                case when n > 200 then convert_to('{"kind":"payload","payload":"' || repeat('x', 700) || '"}', 'UTF8') end,
+                now() - interval '3 days', now() - case when n > 200 then interval '1 hour' else interval '2 days' end, now() + interval '1 day'
+           from generate_series(1, 500) as n`,
+      ),
+    );
+    const updates = () =>
+      withClient(server.databaseUrl, async (client) => {
+        const { rows } = await client.query(
+          `select n_tup_upd as updated, n_tup_hot_upd as hot from pg_stat_user_tables where relname = 'idempotency_records'`,
+        );
+        return { updated: Number(rows[0].updated), hot: Number(rows[0].hot) };
+      });
+    const before = await updates();
+    expect(await createIdempotency().purge(server.orm)).toEqual({ deleted: 0, tombstoned: 300 });
+    expect(await recordsOf(server, 'hot-user')).toEqual({ expired: 0, tombstones: 500, live: 0 });
+    // The purge's connections report their counts once idle, within seconds.
+    const deadline = Date.now() + 30_000;
+    let after = await updates();
+    while (after.updated - before.updated < 300 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      after = await updates();
+    }
+    expect({ updated: after.updated - before.updated, hot: after.hot - before.hot }).toEqual({ updated: 300, hot: 300 });
+  });
+
   it('runs in the background every interval and reports each purge', async () => {
     await insertRecords(server, 'job-user', 50, 5);
     const purged: number[] = [];
