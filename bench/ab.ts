@@ -95,7 +95,8 @@ runCommand(async (cleanup) => {
     const [a, b] = (target ? [target] : servers).map(
       (server) => results.get(`${name} ${server.name}`) as { runs: LoadResult[]; cpuMs: number[] },
     );
-    const rps = [a, b].map((side) => combine(side?.runs ?? []).rps);
+    // The bare anchor has one side only: its row shows it under A.
+    const rps = [a, b].map((side) => (side ? combine(side.runs).rps : undefined));
     const cpu = [a, b].map((side) => median(side?.cpuMs ?? []));
     const roundRatios = (b?.cpuMs ?? []).map((ms, index) => ms / (a?.cpuMs[index] ?? Number.NaN));
     return [
