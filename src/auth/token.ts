@@ -38,6 +38,46 @@ export interface TokenPolicy {
  * raise {@link UnauthenticatedError}.
  */
 export async function verifyToken(token: string, policy: TokenPolicy): Promise<Viewer> {
+  return (await verifyClaims(token, policy)).viewer;
+}
+
+/** Default number of accepted tokens a {@link TokenVerifier} remembers. */
+export const VERIFIED_TOKENS = 10_000;
+
+/**
+ * {@link verifyToken} for a server: an accepted token is remembered, keyed by its whole text
+ * (signature included), until its `exp`, so that a client sending the same token again is not
+ * verified again. Refused tokens are not remembered. When full, the oldest entry goes.
+ */
+export class TokenVerifier {
+  private readonly accepted = new Map<string, { readonly viewer: Viewer; readonly exp: number }>();
+
+  constructor(
+    private readonly policy: TokenPolicy,
+    private readonly maxEntries = VERIFIED_TOKENS,
+  ) {}
+
+  async verify(token: string): Promise<Viewer> {
+    const known = this.accepted.get(token);
+    // jose refuses a token once now >= exp; a remembered one ends at the same second.
+    if (known && Date.now() / 1000 < known.exp) return known.viewer;
+    if (known) this.accepted.delete(token);
+    const verified = await verifyClaims(token, this.policy);
+    if (this.accepted.size >= this.maxEntries) {
+      const oldest = this.accepted.keys().next();
+      if (!oldest.done) this.accepted.delete(oldest.value);
+    }
+    this.accepted.set(token, verified);
+    return verified.viewer;
+  }
+
+  /** Tokens remembered now. */
+  get size(): number {
+    return this.accepted.size;
+  }
+}
+
+async function verifyClaims(token: string, policy: TokenPolicy): Promise<{ viewer: Viewer; exp: number }> {
   let payload: Record<string, unknown>;
   try {
     ({ payload } = await jwtVerify(token, secretKey(policy.secret), { algorithms: ['HS256'], requiredClaims: ['exp'] }));
@@ -45,10 +85,12 @@ export async function verifyToken(token: string, policy: TokenPolicy): Promise<V
     throw new UnauthenticatedError(describe(error));
   }
   const { sub, roles, exp, iat } = payload;
+  // jose has checked that exp is present and a number.
+  const expiresAt = exp as number;
   // A token that never expires, or lives for years, is a credential that cannot be withdrawn
   // short of rotating the secret. Without iat the lifetime left is what counts.
   const issuedAt = typeof iat === 'number' ? iat : Math.floor(Date.now() / 1000);
-  if (typeof exp === 'number' && exp - issuedAt > policy.maxLifetimeSeconds) {
+  if (expiresAt - issuedAt > policy.maxLifetimeSeconds) {
     throw new UnauthenticatedError(`Invalid token: its lifetime exceeds ${policy.maxLifetimeSeconds} seconds`);
   }
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > 128 || sub.includes('\u0000')) {
@@ -57,7 +99,9 @@ export async function verifyToken(token: string, policy: TokenPolicy): Promise<V
   if (roles !== undefined && !(Array.isArray(roles) && roles.every((role) => typeof role === 'string'))) {
     throw new UnauthenticatedError('Invalid token: roles must be an array of strings');
   }
-  return { id: sub, roles: (roles as string[] | undefined) ?? [] };
+  // Frozen: a remembered viewer is shared by every request that sends its token.
+  const viewer: Viewer = Object.freeze({ id: sub, roles: Object.freeze([...((roles as string[] | undefined) ?? [])]) });
+  return { viewer, exp: expiresAt };
 }
 
 /** Reads a bearer token from an Authorization header value; undefined when absent. */

@@ -34,7 +34,19 @@ function holdsNul(value: unknown): boolean {
   return false;
 }
 
+// Apollo hands the same parsed document to every request with the same query text, so each
+// document's literals are searched once.
+const searched = new WeakMap<DocumentNode, boolean>();
+
 function literalHoldsNul(document: DocumentNode): boolean {
+  let found = searched.get(document);
+  if (found !== undefined) return found;
+  found = searchLiterals(document);
+  searched.set(document, found);
+  return found;
+}
+
+function searchLiterals(document: DocumentNode): boolean {
   let found = false;
   visit(document, {
     [Kind.STRING]: (node) => {

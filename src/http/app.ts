@@ -3,6 +3,7 @@ import { ApolloServerPluginCacheControlDisabled } from '@apollo/server/plugin/di
 import type { MikroORM } from '@mikro-orm/postgresql';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import { TokenVerifier } from '../auth/token';
 import type { Config } from '../config';
 import { AppError } from '../errors';
 import type { Context } from '../graphql/context';
@@ -104,7 +105,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await apollo.start();
 
   await registerSecurity(app, { explorer, corsOrigins: config.http.corsOrigins });
-  const tokens = { secret: config.jwtSecret, maxLifetimeSeconds: config.jwtMaxLifetimeSeconds };
+  const tokens = new TokenVerifier({ secret: config.jwtSecret, maxLifetimeSeconds: config.jwtMaxLifetimeSeconds });
   await registerMutationRateLimit(app, config.http.mutationsPerMinute, tokens);
   registerGraphQLOverHttp(app, { landingPage: explorer });
   registerExplorerAssets(app, config.http.explorer);

@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { FastifyRequest } from 'fastify';
 import { GraphQLError } from 'graphql';
-import { bearerToken, type TokenPolicy, type Viewer, verifyToken } from '../auth/token';
+import { bearerToken, type TokenVerifier, type Viewer } from '../auth/token';
 import { AppError } from '../errors';
 import { type Context, createLoaders } from '../graphql/context';
 import type { Idempotency } from '../idempotency';
@@ -12,12 +12,12 @@ const viewers = new WeakMap<FastifyRequest, Promise<Viewer | null>>();
  * The request's viewer from its bearer token, verified once per request (the rate limiter and
  * the GraphQL context both ask). Null when anonymous; rejects with UNAUTHENTICATED when bad.
  */
-export function authenticate(request: FastifyRequest, tokens: TokenPolicy): Promise<Viewer | null> {
+export function authenticate(request: FastifyRequest, tokens: TokenVerifier): Promise<Viewer | null> {
   let viewer = viewers.get(request);
   if (!viewer) {
     viewer = (async () => {
       const token = bearerToken(request.headers.authorization);
-      return token === undefined ? null : verifyToken(token, tokens);
+      return token === undefined ? null : tokens.verify(token);
     })();
     viewers.set(request, viewer);
   }
@@ -28,7 +28,7 @@ export function authenticate(request: FastifyRequest, tokens: TokenPolicy): Prom
 export async function createContext(
   request: FastifyRequest,
   orm: MikroORM,
-  tokens: TokenPolicy,
+  tokens: TokenVerifier,
   idempotency: Idempotency,
 ): Promise<Context> {
   let viewer: Viewer | null;

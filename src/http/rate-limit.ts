@@ -1,7 +1,7 @@
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { getOperationAST, parse } from 'graphql';
-import type { TokenPolicy } from '../auth/token';
+import type { TokenVerifier } from '../auth/token';
 import { ErrorCode } from '../errors';
 import { authenticate } from './context';
 
@@ -9,7 +9,7 @@ import { authenticate } from './context';
  * Limits mutations per user (per client address when anonymous) to `perMinute`; queries are
  * not counted. A refused request gets 429, `Retry-After` and a RATE_LIMITED GraphQL error.
  */
-export async function registerMutationRateLimit(app: FastifyInstance, perMinute: number, tokens: TokenPolicy): Promise<void> {
+export async function registerMutationRateLimit(app: FastifyInstance, perMinute: number, tokens: TokenVerifier): Promise<void> {
   if (perMinute <= 0) return;
   await app.register(rateLimit, {
     global: false,
