@@ -2,12 +2,12 @@ import 'reflect-metadata';
 import path from 'node:path';
 import { type BenchServer, headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer } from './fixture';
 import { combine, type LoadResult, runLoad } from './load';
-import { floor, type LoadSettings, replayOne, runId } from './scenarios';
+import { firstOrders, floor, type LoadSettings, replayOne, runId } from './scenarios';
 import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './support';
 
 /**
  * An A/B of two builds in one run: the engine server of each build (`--a`, `--b`: dist folders)
- * on one database, floor and replay alternating in rounds (A B, B A, ...), each measured as
+ * on one database, floor, replay and first executions alternating in rounds (A B, B A, ...), each measured as
  * requests/s and as the server's CPU time per response.
  */
 runCommand(async (cleanup) => {
@@ -21,7 +21,7 @@ runCommand(async (cleanup) => {
     scenarios: {
       type: 'string',
       default: 'floor,replay',
-      description: 'comma-separated: floor, replay, bare (the bare Apollo anchor, once per round)',
+      description: 'comma-separated: floor, replay, first (a new key per request), bare (the bare Apollo anchor, once per round)',
     },
     profile: { type: 'string', description: 'folder for V8 CPU profiles of both servers (node --cpu-prof)' },
   });
@@ -42,7 +42,8 @@ runCommand(async (cleanup) => {
     servers.push(await startServer(cleanup, build.name, db.url, { mode: 'engine', dist: build.dist, profileDir: args.profile }));
   }
   const tokens = await mintTokens(100);
-  const [body] = orderBodies(await productIds(db.pool));
+  const bodies = orderBodies(await productIds(db.pool));
+  const [body] = bodies;
   const key = `ab-${runId()}`;
   for (const server of servers) {
     // Each server stores the key's outcome in its own cache: the first call records or replays it.
@@ -54,6 +55,7 @@ runCommand(async (cleanup) => {
   const available: AbScenario[] = [
     { name: 'floor', run: (server, load) => floor(server, tokens, load) },
     { name: 'replay', run: (server, load) => replayOne(server, tokens[0] as string, key, body as string, load) },
+    { name: 'first', run: (server, load) => firstOrders(server, tokens, bodies, load) },
     ...(bare
       ? [
           {
@@ -65,7 +67,7 @@ runCommand(async (cleanup) => {
       : []),
   ];
   const scenarios = available.filter((scenario) => chosen.includes(scenario.name));
-  if (scenarios.length === 0) throw new UsageError(`--scenarios must name floor, replay or bare, got ${args.scenarios}`);
+  if (scenarios.length === 0) throw new UsageError(`--scenarios must name floor, replay, first or bare, got ${args.scenarios}`);
   // One unmeasured pass first, so that both servers have run this code before the rounds.
   for (const scenario of scenarios)
     for (const server of servers) await scenario.run(scenario.target ?? server, { ...settings, warmupSeconds: 0 });
