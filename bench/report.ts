@@ -20,6 +20,8 @@ export interface Row {
 
 export interface RunReport {
   readonly command: string;
+  /** The adopted change the run measures (`--change`). */
+  readonly change: string | undefined;
   readonly started: Date;
   readonly environment: string;
   readonly settings: LoadSettings;
@@ -215,15 +217,16 @@ export async function report(run: RunReport): Promise<void> {
   const targets = checks.filter((check) => check.pass !== undefined);
   const passed = targets.filter((check) => check.pass).length;
   const key = (name: string) => checks.find((check) => check.name.startsWith(name))?.value.split(' ')[0] ?? 'n/a';
-  await writeResults(
-    Section.Latest,
-    body,
-    `${timestamp(run.started)} bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections × ${run.rounds} rounds): ` +
+  await writeResults(Section.Latest, body, {
+    when: run.started,
+    command: `bench (${fmt(run.records)} records, ${run.settings.seconds} s × ${run.settings.connections} connections × ${run.rounds} rounds)`,
+    change: run.change,
+    figures:
       `baseline/sql ${key('baseline / sql')}, first/sql ${key('first / sql')}, floor/bare ${key('floor / bare')}, first/baseline ${key('first / baseline')}, p99/p50 first ${key('p99 / p50')}, first/first-noevents ${key('first / first-noevents')}${has('baseline-B') ? `, baseline/baseline-B ${key('baseline / baseline-B')}` : ''}, ` +
       `sql ${fmt(rps('sql'))} tx/s, bare ${fmt(rps('bare'))} req/s, replay/floor ${key('replay / floor')}, replay-db/first ${key('replay-db / first')}, ` +
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
       `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${targets.length} checks pass`,
-  );
+  });
 }
 
 /** The ratio of two scenarios' req/s in each round both ran, e.g. `0.91, 0.95, 0.93`; undefined with one round. */

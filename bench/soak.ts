@@ -30,6 +30,7 @@ runCommand(async (cleanup) => {
     rate: { type: 'string', default: '100', description: 'requests per second, all connections together' },
     connections: { type: 'string', default: '10', description: 'concurrent connections' },
     users: { type: 'string', default: '100', description: 'users the requests are spread over' },
+    change: { type: 'string', description: 'the adopted change this soak measures, for the history row of RESULTS.md' },
   });
   const minutes = numberArg(args, 'minutes', 0.1, false);
   const rate = numberArg(args, 'rate', 1);
@@ -143,11 +144,12 @@ runCommand(async (cleanup) => {
     ),
   ].join('\n');
   process.stdout.write(`\n${body}\n`);
-  await writeResults(
-    Section.Soak,
-    body,
-    `${timestamp(started)} bench:soak (${fmt(minutes, 2)} min at ${fmt(rate)} req/s): ${fmt(result.errors)} errors, p99 ${fmt(result.p99, 1)} ms, RSS floor slope ${fmt(rssSlope, 2)} MiB/min, heap floor slope ${fmt(heapSlope, 2)} MiB/min (${verdict.split(':')[0]}), peak ${fmt((peak ?? Number.NaN) / 1024 / 1024, 0)} MiB`,
-  );
+  await writeResults(Section.Soak, body, {
+    when: started,
+    command: `bench:soak (${fmt(minutes, 2)} min at ${fmt(rate)} req/s)`,
+    change: args.change as string | undefined,
+    figures: `${fmt(result.errors)} errors, p99 ${fmt(result.p99, 1)} ms, RSS floor slope ${fmt(rssSlope, 2)} MiB/min, heap floor slope ${fmt(heapSlope, 2)} MiB/min (${verdict.split(':')[0]}), peak ${fmt((peak ?? Number.NaN) / 1024 / 1024, 0)} MiB`,
+  });
 });
 
 /** The lowest RSS and heap of each full minute of samples, at the minute's midpoint. */
