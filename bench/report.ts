@@ -1,5 +1,6 @@
 import type { LoadResult } from './load';
 import type { ProfileShare } from './profile';
+import { type RelayResult, relayText } from './relay';
 import { Section, sharedMachineNote, timestamp, writeResults } from './results';
 import type { LoadSettings, PurgeConditions, PurgeResult, StormResult } from './scenarios';
 import { fmt, mib, table } from './support';
@@ -33,6 +34,8 @@ export interface RunReport {
   readonly storm: StormResult;
   readonly scale: { readonly loadSeconds: number; readonly rows: number; readonly size: string };
   readonly purge: PurgeResult & { readonly leftExpired: number };
+  /** The outbox relay's throughput and lag, or why they were not measured. */
+  readonly relay: RelayResult | string;
   readonly memory: readonly { readonly name: string; readonly peak: number | undefined }[];
   /** The CPU profile of an engine server under first executions, by package. */
   readonly profile: {
@@ -123,6 +126,17 @@ export async function report(run: RunReport): Promise<void> {
       target: 'information',
       pass: undefined,
     },
+    ...(typeof run.relay === 'string'
+      ? []
+      : [
+          { name: 'outbox relay, events/s', value: fmt(run.relay.eventsPerSecond), target: 'information', pass: undefined },
+          {
+            name: 'COMMIT → JetStream subscriber, p99 ms',
+            value: `${fmt(run.relay.lagP99, 1)} (p50 ${fmt(run.relay.lagP50, 1)})`,
+            target: 'information',
+            pass: undefined,
+          },
+        ]),
     { name: 'errors in all scenarios', value: fmt(errors), target: '= 0', pass: errors === 0 },
   ];
 
@@ -197,6 +211,8 @@ export async function report(run: RunReport): Promise<void> {
     '',
     `Purge: ${fmt(purge.deleted)} rows deleted (tombstone ended) and ${fmt(purge.tombstoned)} expired records turned into tombstones in ${fmt(purge.seconds, 1)} s (${fmt(purge.rowsPerSecond)} rows/s, batches of 5,000) while createOrder ran on that database; throughput ${fmt(purge.before.rps)} req/s in the 5 s before it (after a warm-up), ${fmt(purge.during.rps)} req/s during it (p99 ${fmt(purge.before.p99, 1)} → ${fmt(purge.during.p99, 1)} ms); rows still due to the purge left: ${fmt(purge.leftExpired)}. Meanwhile: ${conditionsText(purge.conditions)}.`,
     '',
+    `Outbox relay (a third database of the same PostgreSQL, after the rounds): ${relayText(run.relay)}.`,
+    '',
     '### Ratios and targets',
     '',
     checkTable,
@@ -225,7 +241,8 @@ export async function report(run: RunReport): Promise<void> {
       `baseline/sql ${key('baseline / sql')}, first/sql ${key('first / sql')}, floor/bare ${key('floor / bare')}, first/baseline ${key('first / baseline')}, p99/p50 first ${key('p99 / p50')}, first/first-noevents ${key('first / first-noevents')}${has('baseline-B') ? `, baseline/baseline-B ${key('baseline / baseline-B')}` : ''}, ` +
       `sql ${fmt(rps('sql'))} tx/s, bare ${fmt(rps('bare'))} req/s, replay/floor ${key('replay / floor')}, replay-db/first ${key('replay-db / first')}, ` +
       `storm ${key('storm executions')} execution/key p99 ×${key('storm p99')}, scale first ${key('scale-first')} replay ${key('scale-replay /')} replay-db ${key('scale-replay-db')}, ` +
-      `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput; ${passed}/${targets.length} checks pass`,
+      `purge ${key('purge rows/s')} rows/s at ${key('first during purge')} throughput, ` +
+      `relay ${key('outbox relay')} events/s, lag p99 ${key('COMMIT')} ms; ${passed}/${targets.length} checks pass`,
   });
 }
 

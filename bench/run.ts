@@ -18,6 +18,7 @@ import {
 } from './fixture';
 import { combine, type LoadResult, runLoad, summary } from './load';
 import { profileByPackage } from './profile';
+import { measureRelay, RELAY_DEFAULTS, relayText } from './relay';
 import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
 import {
@@ -233,6 +234,10 @@ runCommand(async (cleanup) => {
   process.stderr.write('CPU profile of an engine server under first executions...\n');
   const profile = await profileFirst(cleanup, db.url, tokens, bodies, settings);
 
+  process.stderr.write('outbox relay: a backlog, then the lag from COMMIT to a JetStream subscriber...\n');
+  const relay = await measureRelay(cleanup, await addDatabase(cleanup, db, 'bench_events'), RELAY_DEFAULTS);
+  process.stderr.write(`  ${relayText(relay)}\n`);
+
   const memory = await Promise.all(
     [engine, bypass, uncached, scaleEngine, scaleUncached, noEvents, bare, ...(bypassB ? [bypassB] : [])].map(async (server) => ({
       name: server.name,
@@ -252,6 +257,7 @@ runCommand(async (cleanup) => {
     storm: stormResult,
     scale: { loadSeconds, rows: Number(tableSize.rows[0]?.rows), size: tableSize.rows[0]?.size ?? '?' },
     purge: { ...purge, leftExpired: Number(leftExpired.rows[0]?.n) },
+    relay,
     memory,
     profile,
   });
