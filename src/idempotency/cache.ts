@@ -25,3 +25,13 @@ export class ExpiringLruCache<V extends { readonly expiresAt: Date }> {
     return this.entries.size;
   }
 }
+
+/**
+ * A copy of `bytes` in memory of its own. Small buffers (a stored result, a fingerprint) are often
+ * slices of Node's shared 8 KB allocation pool, and a cached slice keeps its whole slab alive.
+ */
+export function unpooled(bytes: Buffer): Buffer {
+  const own = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(own);
+  return own;
+}

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { ExpiringLruCache } from './cache';
+import { ExpiringLruCache, unpooled } from './cache';
 import { bindingOf, type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
 import {
   type DomainFailure,
@@ -124,7 +124,10 @@ export class IdempotencyHandler<Db> {
     const settled = await attempt.finally(() => this.inFlight.delete(id));
     const { outcome } = settled;
     // Only replayable records are kept: a late retry is rare, and its tombstone is read again.
-    if (outcome.kind !== 'busy' && outcome.kind !== 'expired') this.cache.set(id, outcome.record);
+    if (outcome.kind !== 'busy' && outcome.kind !== 'expired') {
+      const { record } = outcome;
+      this.cache.set(id, { ...record, fingerprint: unpooled(record.fingerprint), result: unpooled(record.result) });
+    }
     return settled;
   }
 

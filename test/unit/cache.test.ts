@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { ExpiringLruCache } from '../../src/idempotency/cache';
+import { ExpiringLruCache, unpooled } from '../../src/idempotency/cache';
 
 interface Entry {
   readonly id: string;
@@ -120,5 +120,18 @@ describe('ExpiringLruCache', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('unpooled', () => {
+  it('copies a slice of the shared buffer pool into memory of its own, bytes unchanged', () => {
+    const pooled = Buffer.from('{"kind":"payload"}');
+    // The precondition: a small Buffer.from is a slice of a larger shared slab.
+    expect(pooled.buffer.byteLength).toBeGreaterThan(pooled.length);
+    const own = unpooled(pooled);
+    expect(own.buffer.byteLength).toBe(own.length);
+    expect(own.equals(pooled)).toBe(true);
+    pooled[0] = 0;
+    expect(own[0]).toBe('{'.charCodeAt(0));
   });
 });
