@@ -1,6 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v5 as uuidV5 } from 'uuid';
-import { OutboxEvent } from './event.entity';
 
 /**
  * An event as a mutation states it. The outbox knows no event type: each module names its own
@@ -34,16 +33,9 @@ export function eventId(type: string, subjectId: string): string {
  * as an order set back to PLACED and cancelled again).
  */
 export async function appendEvent(em: EntityManager, event: NewEvent): Promise<void> {
-  await em
-    .createQueryBuilder(OutboxEvent)
-    .insert({
-      id: eventId(event.type, event.subjectId),
-      type: event.type,
-      occurredAt: event.occurredAt,
-      data: event.data,
-      publishedAt: null,
-    })
-    .onConflict('id')
-    .ignore()
-    .execute('run');
+  await em.execute(
+    `insert into outbox_events (id, type, occurred_at, data) values (?, ?, ?, ?::jsonb) on conflict (id) do nothing`,
+    [eventId(event.type, event.subjectId), event.type, event.occurredAt, JSON.stringify(event.data)],
+    'run',
+  );
 }
