@@ -8,12 +8,19 @@ import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './suppo
 /**
  * An A/B of two builds in one run: the engine server of each build (`--a`, `--b`: dist folders)
  * on one database, floor, replay and first executions alternating in rounds (A B, B A, ...), each measured as
- * requests/s and as the server's CPU time per response.
+ * requests/s and as the server's CPU time per response. With `--b-mode noevents`, B is a server
+ * that writes no outbox event (of build A unless `--b` names another), which measures what the
+ * outbox costs first executions: first / first-noevents.
  */
 runCommand(async (cleanup) => {
   const args = readArgs('node dist/bench/ab.js', {
     a: { type: 'string', default: path.resolve(__dirname, '..'), description: 'dist folder of build A' },
-    b: { type: 'string', description: 'dist folder of build B (required)' },
+    b: { type: 'string', description: 'dist folder of build B (required unless --b-mode is noevents; then --a by default)' },
+    'b-mode': {
+      type: 'string',
+      default: 'engine',
+      description: "B's server: engine, or noevents (the engine with the order rules writing no outbox event)",
+    },
     duration: { type: 'string', default: '5', description: 'seconds measured per scenario and round' },
     warmup: { type: 'string', default: '1', description: 'seconds of unmeasured load before each measurement' },
     rounds: { type: 'string', default: '6', description: 'rounds; A and B swap order every round' },
@@ -25,7 +32,10 @@ runCommand(async (cleanup) => {
     },
     profile: { type: 'string', description: 'folder for V8 CPU profiles of both servers (node --cpu-prof)' },
   });
-  if (!args.b) throw new UsageError('--b is required: the dist folder of the build to compare with');
+  const bMode = args['b-mode'];
+  if (bMode !== 'engine' && bMode !== 'noevents') throw new UsageError(`--b-mode must be engine or noevents, got ${bMode}`);
+  const bDist = args.b ?? (bMode === 'noevents' ? args.a : undefined);
+  if (!bDist) throw new UsageError('--b is required: the dist folder of the build to compare with');
   const settings: LoadSettings = {
     seconds: numberArg(args, 'duration', 1),
     warmupSeconds: numberArg(args, 'warmup', 0),
@@ -33,13 +43,13 @@ runCommand(async (cleanup) => {
   };
   const rounds = numberArg(args, 'rounds', 1);
   const db = await startDatabase(cleanup);
-  const builds = [
-    { name: 'A', dist: path.resolve(args.a as string) },
-    { name: 'B', dist: path.resolve(args.b) },
+  const builds: { name: string; dist: string; mode: 'engine' | 'noevents' }[] = [
+    { name: 'A', dist: path.resolve(args.a as string), mode: 'engine' },
+    { name: 'B', dist: path.resolve(bDist), mode: bMode },
   ];
   const servers: BenchServer[] = [];
   for (const build of builds) {
-    servers.push(await startServer(cleanup, build.name, db.url, { mode: 'engine', dist: build.dist, profileDir: args.profile }));
+    servers.push(await startServer(cleanup, build.name, db.url, { mode: build.mode, dist: build.dist, profileDir: args.profile }));
   }
   const tokens = await mintTokens(100);
   const bodies = orderBodies(await productIds(db.pool));
@@ -130,6 +140,18 @@ runCommand(async (cleanup) => {
           `${server.name} ${top}/${bottom}: ${fmt(median(ratios), 2)} (rounds ${ratios.map((ratio) => fmt(ratio, 2)).join(' ')})\n`,
         );
       }
+    }
+  }
+  if (bMode === 'noevents') {
+    // Issue #20's ratio: A's first executions over B's, which write no event, per round.
+    const [a, b] = servers.map((server) => results.get(`first ${server.name}`));
+    if (a && b) {
+      const rpsRatios = a.runs.map((run, index) => run.rps / (b.runs[index]?.rps ?? Number.NaN));
+      const cpuRatios = a.cpuMs.map((ms, index) => ms / (b.cpuMs[index] ?? Number.NaN));
+      process.stdout.write(
+        `first / first-noevents, req/s: ${fmt(median(rpsRatios), 3)} (rounds ${rpsRatios.map((ratio) => fmt(ratio, 2)).join(' ')})\n` +
+          `first / first-noevents, CPU ms/req: ${fmt(median(cpuRatios), 3)} (rounds ${cpuRatios.map((ratio) => fmt(ratio, 2)).join(' ')})\n`,
+      );
     }
   }
 });

@@ -1,6 +1,5 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v5 as uuidV5 } from 'uuid';
-import { OutboxEvent } from './event.entity';
 
 /**
  * An event as a mutation states it. The outbox knows no event type: each module names its own
@@ -27,6 +26,14 @@ export function eventId(type: string, subjectId: string): string {
   return uuidV5(`${type}:${subjectId}`, EVENT_ID_NAMESPACE);
 }
 
+/** One SQL statement with `?` placeholders and its parameters, bound in that order. */
+export interface Statement {
+  readonly sql: string;
+  readonly params: readonly unknown[];
+}
+
+const INSERT_EVENT = 'insert into outbox_events (id, type, occurred_at, data) values (?, ?, ?, ?::jsonb) on conflict (id) do nothing';
+
 /**
  * Appends an event in the transaction of `em`, the mutation's own: it commits or rolls back
  * with the business rows and the idempotency record. An event whose id is already stored is the
@@ -34,16 +41,19 @@ export function eventId(type: string, subjectId: string): string {
  * as an order set back to PLACED and cancelled again).
  */
 export async function appendEvent(em: EntityManager, event: NewEvent): Promise<void> {
-  await em
-    .createQueryBuilder(OutboxEvent)
-    .insert({
-      id: eventId(event.type, event.subjectId),
-      type: event.type,
-      occurredAt: event.occurredAt,
-      data: event.data,
-      publishedAt: null,
-    })
-    .onConflict('id')
-    .ignore()
-    .execute('run');
+  await em.execute(INSERT_EVENT, eventParams(event), 'run');
+}
+
+/**
+ * `statement` (an insert, update or delete with no WITH clause of its own) that also appends
+ * `event`, as {@link appendEvent} would: the event's insert goes in front as a data-modifying
+ * CTE, which PostgreSQL runs once whether or not the statement reads it. One statement is one
+ * round trip instead of two, and the event is written exactly when the statement is.
+ */
+export function withEvent(event: NewEvent, statement: Statement): Statement {
+  return { sql: `with outbox_event as (${INSERT_EVENT}) ${statement.sql}`, params: [...eventParams(event), ...statement.params] };
+}
+
+function eventParams(event: NewEvent): unknown[] {
+  return [eventId(event.type, event.subjectId), event.type, event.occurredAt, JSON.stringify(event.data)];
 }

@@ -106,6 +106,31 @@ describe('the transactional outbox', () => {
     expect(rows).toEqual([{ id: eventId(OrderEvent.OrderCancelled, orderId) }]);
   });
 
+  it('stores when each fact happened and data with quotes, backslashes and placeholders as given', async () => {
+    const note = `it's a \\ "note" ? $1 \u00e9`;
+    const placed = await server.gql<{ createOrder: { order: { id: string } } }>(
+      PLACE,
+      { input: { lines: [{ productId, quantity: 1 }], note } },
+      { token: alice, headers: { 'idempotency-key': randomUUID() } },
+    );
+    expect(placed.body.errors).toBeUndefined();
+    const orderId = placed.body.data!.createOrder.order.id;
+    const cancelled = await server.gql(CANCEL, { input: { orderId } }, { token: alice });
+    expect(cancelled.body.errors).toBeUndefined();
+
+    const rows = await sql<{ type: string; note: string | null; at_fact: boolean }>(
+      `select e.type, e.data->>'note' as note,
+              e.occurred_at = case e.type when 'OrderPlaced' then o.created_at else o.cancelled_at end as at_fact
+         from outbox_events e join orders o on o.id = (e.data->>'orderId')::uuid
+        where o.id = $1 order by e.seq`,
+      [orderId],
+    );
+    expect(rows).toEqual([
+      { type: 'OrderPlaced', note, at_fact: true },
+      { type: 'OrderCancelled', note: null, at_fact: true },
+    ]);
+  });
+
   it('writes nothing for an order that fails on stock', async () => {
     const before = (await events()).length;
     const failed = await place(randomUUID(), 1000);
