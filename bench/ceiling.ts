@@ -79,7 +79,7 @@ interface TakenRow {
 
 /**
  * One order as src/orders/order.service.ts places it: the stock taken in one statement that
- * locks the products in id order, the order, its lines, the OrderPlaced event.
+ * locks the products in id order, the order with its OrderPlaced event, its lines.
  */
 async function placeOrder(client: pg.PoolClient, user: string, lines: readonly { id: string; quantity: number }[]): Promise<void> {
   await client.query('begin');
@@ -100,14 +100,6 @@ async function placeOrder(client: pg.PoolClient, user: string, lines: readonly {
   const total = priced.reduce((sum, line) => sum + line.price * line.quantity, 0);
   const orderId = randomUUID();
   const now = new Date();
-  await client.query(
-    'insert into "orders" ("id", "user_id", "status", "total_cents", "currency", "note", "created_at", "cancelled_at") values ($1, $2, $3, $4, $5, $6, $7, $8)',
-    [orderId, user, 'PLACED', total, 'USD', 'bench', now, null],
-  );
-  await client.query(
-    'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
-    priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
-  );
   const data = {
     orderId,
     userId: user,
@@ -121,9 +113,17 @@ async function placeOrder(client: pg.PoolClient, user: string, lines: readonly {
       lineTotalCents: line.quantity * line.price,
     })),
   };
+  // The order and its OrderPlaced event in one statement, as src/events/outbox.ts's withEvent sends them.
   await client.query(
-    'insert into "outbox_events" ("data", "id", "occurred_at", "published_at", "type") values ($1, $2, $3, $4, $5) on conflict ("id") do nothing returning "seq", "xid"',
-    [JSON.stringify(data), randomUUID(), now, null, 'OrderPlaced'],
+    `with outbox_event as (
+       insert into outbox_events (id, type, occurred_at, data) values ($1, $2, $3, $4::jsonb) on conflict (id) do nothing
+     )
+     insert into orders (id, user_id, status, total_cents, currency, note, created_at, cancelled_at) values ($5, $6, $7, $8, $9, $10, $11, $12)`,
+    [randomUUID(), 'OrderPlaced', now, JSON.stringify(data), orderId, user, 'PLACED', total, 'USD', 'bench', now, null],
+  );
+  await client.query(
+    'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
+    priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
   );
   await client.query('commit');
 }
