@@ -60,11 +60,14 @@ export interface Completed {
 type Attempt =
   | { readonly kind: 'executed'; readonly record: StoredRecord; readonly value: unknown; readonly replacedExpired: boolean }
   | { readonly kind: 'failed'; readonly record: StoredRecord; readonly failure: DomainFailure }
-  | { readonly kind: 'found'; readonly record: StoredRecord }
+  | { readonly kind: 'found'; readonly record: Replayable }
   | { readonly kind: 'expired'; readonly tombstone: Tombstone }
   | { readonly kind: 'busy' };
 
 /** What the engine's transaction decided, before the failure (if any) is recorded. */
+/** A finished record with its result decoded once; null when it cannot be read. */
+type Replayable = StoredRecord & { readonly stored: StoredResult | null };
+
 type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failure'; readonly failure: DomainFailure };
 
 /**
@@ -75,7 +78,7 @@ type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failu
  * first request's promise, so at most one of them waits in the database.
  */
 export class IdempotencyHandler<Db> {
-  private readonly cache: ExpiringLruCache<StoredRecord>;
+  private readonly cache: ExpiringLruCache<Replayable>;
   private readonly retryAfterSeconds: number;
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
@@ -124,7 +127,9 @@ export class IdempotencyHandler<Db> {
     const settled = await attempt.finally(() => this.inFlight.delete(id));
     const { outcome } = settled;
     // Only replayable records are kept: a late retry is rare, and its tombstone is read again.
-    if (outcome.kind !== 'busy' && outcome.kind !== 'expired') this.cache.set(id, outcome.record);
+    if (outcome.kind === 'found') this.cache.set(id, outcome.record);
+    if (outcome.kind === 'executed') this.cache.set(id, { ...outcome.record, stored: { kind: 'payload', payload: outcome.value } });
+    if (outcome.kind === 'failed') this.cache.set(id, { ...outcome.record, stored: { kind: 'error', ...outcome.failure } });
     return settled;
   }
 
@@ -132,7 +137,7 @@ export class IdempotencyHandler<Db> {
   private async attempt(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
     const { store, waitMs } = this.options;
     const found = await store.find(execution.db, execution.scope, execution.key);
-    if (found) return { outcome: attemptOf(found), mutationMs: 0 };
+    if (found) return { outcome: this.attemptOf(found), mutationMs: 0 };
     const started = performance.now();
     const ran = await store.transaction(execution.db, waitMs, (tx) => this.runAndRecord(execution, fingerprint, tx));
     const mutationMs = performance.now() - started;
@@ -189,7 +194,18 @@ export class IdempotencyHandler<Db> {
   /** Another transaction wrote the key first: its record, or what remains of it, is the answer. */
   private async winner(execution: Execution<Db>): Promise<Attempt> {
     const found = await this.options.store.find(execution.db, execution.scope, execution.key);
-    return found ? attemptOf(found) : { kind: 'busy' };
+    return found ? this.attemptOf(found) : { kind: 'busy' };
+  }
+
+  private attemptOf(found: Found): Attempt {
+    switch (found.kind) {
+      case 'live':
+        return { kind: 'found', record: { ...found.record, stored: this.decode(found.record) } };
+      case 'expired':
+        return found;
+      default:
+        return unreachable(found);
+    }
   }
 
   private answer(attempt: Attempt, execution: Execution<Db>, fingerprint: Buffer): Completed {
@@ -212,20 +228,21 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  private replay(record: StoredRecord, execution: Execution<Db>, fingerprint: Buffer): Completed {
+  private replay(record: Replayable, execution: Execution<Db>, fingerprint: Buffer): Completed {
     if (!sameRequest(record, execution, fingerprint)) throw keyReused(execution.key);
     const marker = markerOf(record, execution, true);
-    const result = this.decode(record, marker);
+    const result = record.stored;
+    if (!result) throw recordUnreadable(record.key, marker);
     this.observer.outcome(execution.operation, ObservedOutcome.Replayed);
     if (result.kind === 'error') throw storedFailure(result, marker);
     return { value: result.payload, marker };
   }
 
-  private decode(record: StoredRecord, marker: IdempotencyMarker): StoredResult {
+  private decode(record: StoredRecord): StoredResult | null {
     try {
       return this.options.codec.decode(record, bindingOf(record.scope, record.key, record.fingerprint));
     } catch (error) {
-      if (error instanceof UnreadableResultError) throw recordUnreadable(record.key, marker);
+      if (error instanceof UnreadableResultError) return null;
       throw error;
     }
   }
@@ -263,17 +280,6 @@ export class IdempotencyHandler<Db> {
       timer.abort();
       this.observer.waited((performance.now() - started) / 1000);
     }
-  }
-}
-
-function attemptOf(found: Found): Attempt {
-  switch (found.kind) {
-    case 'live':
-      return { kind: 'found', record: found.record };
-    case 'expired':
-      return found;
-    default:
-      return unreachable(found);
   }
 }
 
