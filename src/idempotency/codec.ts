@@ -19,9 +19,6 @@ export interface EncodedResult {
   readonly result: Buffer;
 }
 
-/** Raised when a stored result cannot be decrypted or decoded. */
-export class UnreadableResultError extends Error {}
-
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -29,7 +26,8 @@ const TAG_BYTES = 16;
 export const keyIdOf = (key: Buffer) => createHash('sha256').update('idempotency-key-id\u0000').update(key).digest('hex').slice(0, 16);
 
 /** The associated data of an encrypted result, so that a ciphertext copied onto another record fails authentication. */
-export const bindingOf = (scope: string, key: string, fingerprint: Buffer) => `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
+export const bindingOf = ({ scope, key, fingerprint }: { readonly scope: string; readonly key: string; readonly fingerprint: Buffer }) =>
+  `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
 
 /**
  * JSON, encrypted with `currentKey` when one is given. Plain JSON and anything encrypted with the
@@ -57,15 +55,14 @@ export class ResultCodec {
     return { format: RecordFormat.EncryptedJson, keyId: this.current.id, result: Buffer.concat([iv, cipher.getAuthTag(), data]) };
   }
 
-  /** Throws {@link UnreadableResultError} when the result cannot be decrypted or is not a stored result. */
-  decode(stored: EncodedResult, binding: string): StoredResult {
+  /** The stored result, or null when it cannot be decrypted or is not a stored result. */
+  decode(stored: EncodedResult, binding: string): StoredResult | null {
     try {
       const value = JSON.parse(this.plaintext(stored, binding).toString('utf8')) as { kind?: unknown } | null;
-      if (value?.kind === 'payload' || value?.kind === 'error') return value as StoredResult;
-    } catch (error) {
-      throw new UnreadableResultError('the record cannot be decrypted or is not JSON', { cause: error });
+      return value?.kind === 'payload' || value?.kind === 'error' ? (value as StoredResult) : null;
+    } catch {
+      return null;
     }
-    throw new UnreadableResultError('the record has an unknown shape');
   }
 
   private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer {

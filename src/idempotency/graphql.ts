@@ -157,7 +157,7 @@ function keyOf(argument: unknown, { headerKey: header, handler }: IdempotencyReq
     return validateKey(argument, 'idempotencyKey argument');
   } catch (error) {
     const missing = (error as IdempotencyError).code === IdempotencyErrorCode.KeyMissing;
-    handler.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
+    handler.options.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
     throw error;
   }
 }
