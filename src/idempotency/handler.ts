@@ -16,18 +16,20 @@ import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
 import { type CreatedResource, type Found, Outcome, type RecordStore, type Tombstone, type WriteResult } from './store';
 
+/** The engine's settings; {@link createIdempotency} documents each default. */
 export interface HandlerOptions<Db> {
   readonly store: RecordStore<Db>;
   readonly codec: ResultCodec;
+  /** How long an outcome is kept and replayed. */
   readonly ttlSeconds: number;
-  /** How long a record's tombstone lives after its result expires; 0: none. */
+  /** How long a tombstone (no payload) answers late retries with IDEMPOTENCY_KEY_EXPIRED after an outcome expires; 0: none. */
   readonly tombstoneSeconds: number;
   /** How long a duplicate waits for the first request with its key, here or in another process. */
   readonly waitMs: number;
   /** Finished records kept in memory for replays; 0 turns the cache off. */
   readonly cacheSize: number;
   readonly observer: IdempotencyObserver;
-  /** The stored form of an error the mutation threw, or undefined when it is not a domain failure. */
+  /** The stored form of an error a mutation threw, or undefined when it must not be stored. */
   readonly domainFailure: (error: unknown) => DomainFailure | undefined;
 }
 
