@@ -58,17 +58,20 @@ export class ResultCodec {
   /** The stored result, or null when it cannot be decrypted or is not a stored result. */
   decode(stored: EncodedResult, binding: string): StoredResult | null {
     try {
-      const value = JSON.parse(this.plaintext(stored, binding).toString('utf8')) as { kind?: unknown } | null;
+      const text = this.plaintext(stored, binding)?.toString('utf8');
+      const value = text === undefined ? null : (JSON.parse(text) as { kind?: unknown } | null);
       return value?.kind === 'payload' || value?.kind === 'error' ? (value as StoredResult) : null;
     } catch {
+      // The key does not match, the ciphertext was changed or moved, or the bytes are not JSON.
       return null;
     }
   }
 
-  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer {
+  /** Null for a format or key this process does not have. */
+  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer | null {
     if (format === RecordFormat.Json) return result;
     const key = keyId === null ? undefined : this.keys.get(keyId);
-    if (format !== RecordFormat.EncryptedJson || !key) throw new Error(`format ${format} with key ${keyId} is not readable here`);
+    if (format !== RecordFormat.EncryptedJson || !key) return null;
     const decipher = createDecipheriv('aes-256-gcm', key, result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
       .setAAD(Buffer.from(binding))
       .setAuthTag(result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
