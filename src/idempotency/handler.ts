@@ -107,10 +107,8 @@ export class IdempotencyHandler<Db> {
         const marker = markerOf(tombstone, execution, false);
         return this.reject(execution, ObservedOutcome.ExpiredRejected, keyExpired(execution.key, tombstone.resources, marker));
       }
-      case 'busy': {
-        const retryAfterSeconds = Math.max(1, Math.ceil(this.options.waitMs / 1000));
-        return this.reject(execution, ObservedOutcome.InProgressRejected, requestInProgress(execution.key, retryAfterSeconds));
-      }
+      case 'busy':
+        return this.reject(execution, ObservedOutcome.InProgressRejected, requestInProgress(execution.key, this.options.waitMs));
       default:
         return unreachable(attempt);
     }
