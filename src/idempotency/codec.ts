@@ -19,9 +19,6 @@ export interface EncodedResult {
   readonly result: Buffer;
 }
 
-/** Raised when a stored result cannot be decrypted or decoded. */
-export class UnreadableResultError extends Error {}
-
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
@@ -29,7 +26,8 @@ const TAG_BYTES = 16;
 export const keyIdOf = (key: Buffer) => createHash('sha256').update('idempotency-key-id\u0000').update(key).digest('hex').slice(0, 16);
 
 /** The associated data of an encrypted result, so that a ciphertext copied onto another record fails authentication. */
-export const bindingOf = (scope: string, key: string, fingerprint: Buffer) => `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
+export const bindingOf = ({ scope, key, fingerprint }: { readonly scope: string; readonly key: string; readonly fingerprint: Buffer }) =>
+  `${scope}\u0000${key}\u0000${fingerprint.toString('hex')}`;
 
 /**
  * JSON, encrypted with `currentKey` when one is given. Plain JSON and anything encrypted with the
@@ -57,21 +55,23 @@ export class ResultCodec {
     return { format: RecordFormat.EncryptedJson, keyId: this.current.id, result: Buffer.concat([iv, cipher.getAuthTag(), data]) };
   }
 
-  /** Throws {@link UnreadableResultError} when the result cannot be decrypted or is not a stored result. */
-  decode(stored: EncodedResult, binding: string): StoredResult {
+  /** The stored result, or null when it cannot be decrypted or is not a stored result. */
+  decode(stored: EncodedResult, binding: string): StoredResult | null {
     try {
-      const value = JSON.parse(this.plaintext(stored, binding).toString('utf8')) as { kind?: unknown } | null;
-      if (value?.kind === 'payload' || value?.kind === 'error') return value as StoredResult;
-    } catch (error) {
-      throw new UnreadableResultError('the record cannot be decrypted or is not JSON', { cause: error });
+      const text = this.plaintext(stored, binding)?.toString('utf8');
+      const value = text === undefined ? null : (JSON.parse(text) as { kind?: unknown } | null);
+      return value?.kind === 'payload' || value?.kind === 'error' ? (value as StoredResult) : null;
+    } catch {
+      // The key does not match, the ciphertext was changed or moved, or the bytes are not JSON.
+      return null;
     }
-    throw new UnreadableResultError('the record has an unknown shape');
   }
 
-  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer {
+  /** Null for a format or key this process does not have. */
+  private plaintext({ format, keyId, result }: EncodedResult, binding: string): Buffer | null {
     if (format === RecordFormat.Json) return result;
     const key = keyId === null ? undefined : this.keys.get(keyId);
-    if (format !== RecordFormat.EncryptedJson || !key) throw new Error(`format ${format} with key ${keyId} is not readable here`);
+    if (format !== RecordFormat.EncryptedJson || !key) return null;
     const decipher = createDecipheriv('aes-256-gcm', key, result.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES })
       .setAAD(Buffer.from(binding))
       .setAuthTag(result.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));

@@ -52,11 +52,12 @@ export const keyReused = (key: string) =>
     `Idempotency key ${key} was already used with a different operation or arguments; use a new key for a new request`,
   );
 
-export const requestInProgress = (key: string, retryAfterSeconds: number) =>
+/** `waitMs` is how long a duplicate waits: a retry after that many whole seconds, at least 1, may be served. */
+export const requestInProgress = (key: string, waitMs: number) =>
   new IdempotencyError(
     IdempotencyErrorCode.RequestInProgress,
     `A request with idempotency key ${key} is still in progress; retry with the same key`,
-    { retryAfterSeconds },
+    { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) },
   );
 
 /** Not retryable: the record stays as it is until it expires, and is never re-executed. */

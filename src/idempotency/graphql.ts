@@ -78,13 +78,7 @@ export interface IdempotentOptions<Payload> {
  * payload: that data is what replays return.
  */
 export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> = {}): MethodDecorator {
-  const { ttlSeconds, tombstoneSeconds } = options;
-  if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 1)) {
-    throw new RangeError(`@Idempotent: ttlSeconds must be a whole number of seconds, at least 1; got ${ttlSeconds}`);
-  }
-  if (tombstoneSeconds !== undefined && !(Number.isInteger(tombstoneSeconds) && tombstoneSeconds >= 0)) {
-    throw new RangeError(`@Idempotent: tombstoneSeconds must be a whole number of seconds; got ${tombstoneSeconds}`);
-  }
+  const { ttlSeconds, tombstoneSeconds } = checkWindows('@Idempotent', options);
   const windows = Object.entries({ ttlSeconds, tombstoneSeconds }).flatMap(([name, value]) =>
     value === undefined ? [] : [`${name}: ${value}`],
   );
@@ -126,6 +120,18 @@ export function Idempotent<Payload = never>(options: IdempotentOptions<Payload> 
   };
 }
 
+/** Returns the windows when each given one is whole seconds (the TTL at least 1); throws a RangeError naming `where` otherwise. */
+export function checkWindows<T extends { readonly ttlSeconds?: number; readonly tombstoneSeconds?: number }>(where: string, windows: T): T {
+  const { ttlSeconds, tombstoneSeconds } = windows;
+  if (ttlSeconds !== undefined && !(Number.isInteger(ttlSeconds) && ttlSeconds >= 1)) {
+    throw new RangeError(`${where}: ttlSeconds must be a whole number of seconds, at least 1; got ${ttlSeconds}`);
+  }
+  if (tombstoneSeconds !== undefined && !(Number.isInteger(tombstoneSeconds) && tombstoneSeconds >= 0)) {
+    throw new RangeError(`${where}: tombstoneSeconds must be a whole number of seconds; got ${tombstoneSeconds}`);
+  }
+  return windows;
+}
+
 /** Adds `extensions.idempotency` and the `Idempotent-Replayed` header to responses. */
 export const idempotencyPlugin = (): ApolloServerPlugin<IdempotencyContext> => ({
   requestDidStart: async () => ({
@@ -157,7 +163,7 @@ function keyOf(argument: unknown, { headerKey: header, handler }: IdempotencyReq
     return validateKey(argument, 'idempotencyKey argument');
   } catch (error) {
     const missing = (error as IdempotencyError).code === IdempotencyErrorCode.KeyMissing;
-    handler.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
+    handler.options.observer.outcome(info.fieldName, missing ? ObservedOutcome.MissingKey : ObservedOutcome.InvalidKey);
     throw error;
   }
 }

@@ -1,10 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { ExpiringLruCache, unpooled } from './cache';
-import { bindingOf, type ResultCodec, type StoredResult, UnreadableResultError } from './codec';
+import { bindingOf, type ResultCodec, type StoredResult } from './codec';
 import {
   type DomainFailure,
-  IdempotencyError,
-  IdempotencyErrorCode,
+  type IdempotencyError,
   type IdempotencyMarker,
   keyExpired,
   keyReused,
@@ -15,20 +14,22 @@ import {
 } from './errors';
 import { fingerprint as fingerprintOf } from './fingerprint';
 import { type IdempotencyObserver, ObservedOutcome } from './observer';
-import { type CreatedResource, type Found, type NewRecord, Outcome, type RecordStore, type StoredRecord, type Tombstone } from './store';
+import { type CreatedResource, type Found, Outcome, type RecordStore, type StoredRecord, type Tombstone, type WriteResult } from './store';
 
+/** The engine's settings; {@link createIdempotency} documents each default. */
 export interface HandlerOptions<Db> {
   readonly store: RecordStore<Db>;
   readonly codec: ResultCodec;
+  /** How long an outcome is kept and replayed. */
   readonly ttlSeconds: number;
-  /** How long a record's tombstone lives after its result expires; 0: none. */
+  /** How long a tombstone (no payload) answers late retries with IDEMPOTENCY_KEY_EXPIRED after an outcome expires; 0: none. */
   readonly tombstoneSeconds: number;
   /** How long a duplicate waits for the first request with its key, here or in another process. */
   readonly waitMs: number;
   /** Finished records kept in memory for replays; 0 turns the cache off. */
   readonly cacheSize: number;
   readonly observer: IdempotencyObserver;
-  /** The stored form of an error the mutation threw, or undefined when it is not a domain failure. */
+  /** The stored form of an error a mutation threw, or undefined when it must not be stored. */
   readonly domainFailure: (error: unknown) => DomainFailure | undefined;
 }
 
@@ -51,21 +52,21 @@ export interface Execution<Db> {
   readonly run: (tx: Db) => Promise<unknown>;
 }
 
-export interface Completed {
-  readonly value: unknown;
-  readonly marker: IdempotencyMarker;
-}
+export type Completed = { readonly value: unknown; readonly marker: IdempotencyMarker };
 
-/** How an attempt at a key ended; {@link IdempotencyHandler.answer} turns each into the field's answer. */
+/** A finished record with its result decoded once; null when it cannot be read. */
+type Finished = Tombstone & { readonly stored: StoredResult | null };
+
+/** How a call with a key ended; {@link IdempotencyHandler.answer} turns each into the field's answer. */
 type Attempt =
-  | { readonly kind: 'executed'; readonly record: StoredRecord; readonly value: unknown; readonly replacedExpired: boolean }
-  | { readonly kind: 'failed'; readonly record: StoredRecord; readonly failure: DomainFailure }
-  | { readonly kind: 'found'; readonly record: StoredRecord }
+  | { readonly kind: 'executed'; readonly record: Finished; readonly replacedExpired: boolean }
+  | { readonly kind: 'failed'; readonly record: Finished }
+  | { readonly kind: 'found'; readonly record: Finished }
   | { readonly kind: 'expired'; readonly tombstone: Tombstone }
   | { readonly kind: 'busy' };
 
-/** What the engine's transaction decided, before the failure (if any) is recorded. */
-type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failure'; readonly failure: DomainFailure };
+/** What the mutation's transaction did: the write of its record, or a domain failure that rolled it back. */
+type Ran = { readonly written: WriteResult; readonly stored: StoredResult } | { readonly failure: DomainFailure };
 
 /**
  * The lifecycle of an idempotent mutation. A live record is replayed (from memory, else one
@@ -75,113 +76,131 @@ type Ran = Attempt | { readonly kind: 'taken' } | { readonly kind: 'domain-failu
  * first request's promise, so at most one of them waits in the database.
  */
 export class IdempotencyHandler<Db> {
-  private readonly cache: ExpiringLruCache<StoredRecord>;
-  private readonly retryAfterSeconds: number;
+  private readonly cache: ExpiringLruCache<Finished>;
+  /** Settles (never rejects) when the first request with a key here is done. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly options: HandlerOptions<Db>) {
+  constructor(readonly options: HandlerOptions<Db>) {
     this.cache = new ExpiringLruCache(options.cacheSize);
-    this.retryAfterSeconds = Math.max(1, Math.ceil(options.waitMs / 1000));
-  }
-
-  get observer(): IdempotencyObserver {
-    return this.options.observer;
   }
 
   /** Executes once per (scope, key), or replays; throws the stored or replayed failure. */
   async execute(execution: Execution<Db>): Promise<Completed> {
     const started = performance.now();
     const fingerprint = fingerprintOf(execution.operation, execution.args);
-    try {
-      const { outcome, mutationMs } = await this.settle(execution, fingerprint);
-      this.observer.overhead(execution.operation, (performance.now() - started - mutationMs) / 1000);
-      return this.answer(outcome, execution, fingerprint);
-    } catch (error) {
-      const code = error instanceof IdempotencyError ? error.code : undefined;
-      if (code === IdempotencyErrorCode.KeyReused) this.observer.outcome(execution.operation, ObservedOutcome.ReusedRejected);
-      if (code === IdempotencyErrorCode.RequestInProgress) this.observer.outcome(execution.operation, ObservedOutcome.InProgressRejected);
-      if (code === IdempotencyErrorCode.KeyExpired) this.observer.outcome(execution.operation, ObservedOutcome.ExpiredRejected);
-      throw error;
+    const { attempt, mutationMs } = await this.settle(execution, fingerprint);
+    this.options.observer.overhead(execution.operation, (performance.now() - started - mutationMs) / 1000);
+    switch (attempt.kind) {
+      case 'executed': {
+        const observed = attempt.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed;
+        return this.answer(attempt.record, execution, observed);
+      }
+      case 'failed':
+        return this.answer(attempt.record, execution, ObservedOutcome.FailureStored);
+      case 'found':
+        if (sameRequest(attempt.record, execution, fingerprint)) return this.answer(attempt.record, execution, ObservedOutcome.Replayed);
+        return this.reject(execution, ObservedOutcome.ReusedRejected, keyReused(execution.key));
+      case 'expired': {
+        const { tombstone } = attempt;
+        if (!sameRequest(tombstone, execution, fingerprint))
+          return this.reject(execution, ObservedOutcome.ReusedRejected, keyReused(execution.key));
+        const marker = markerOf(tombstone, execution, false);
+        return this.reject(execution, ObservedOutcome.ExpiredRejected, keyExpired(execution.key, tombstone.resources, marker));
+      }
+      case 'busy':
+        return this.reject(execution, ObservedOutcome.InProgressRejected, requestInProgress(execution.key, this.options.waitMs));
+      default:
+        return unreachable(attempt);
     }
   }
 
+  /** The field's answer from a finished record: its payload, or its failure thrown. */
+  private answer(record: Finished, execution: Execution<Db>, observed: ObservedOutcome): Completed {
+    const marker = markerOf(record, execution, observed === ObservedOutcome.Replayed);
+    if (!record.stored) throw recordUnreadable(execution.key, marker);
+    this.options.observer.outcome(execution.operation, observed);
+    if (record.stored.kind === 'error') throw storedFailure(record.stored, marker);
+    return { value: record.stored.payload, marker };
+  }
+
+  private reject(execution: Execution<Db>, observed: ObservedOutcome, error: IdempotencyError): never {
+    this.options.observer.outcome(execution.operation, observed);
+    throw error;
+  }
+
   /** A finished record from memory, after the first request with the key here, or from an attempt of its own. */
-  private async settle(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
+  private async settle(execution: Execution<Db>, fingerprint: Buffer): Promise<{ attempt: Attempt; mutationMs: number }> {
     const id = `${execution.scope}\u0000${execution.key}`;
     const deadline = Date.now() + this.options.waitMs;
     for (;;) {
       const cached = this.cache.get(id);
-      if (cached) return { outcome: { kind: 'found', record: cached }, mutationMs: 0 };
+      if (cached) return { attempt: { kind: 'found', record: cached }, mutationMs: 0 };
       const running = this.inFlight.get(id);
       if (!running) break;
-      await this.waitFor(running, deadline, execution.key);
+      if (!(await this.waitFor(running, deadline))) return { attempt: { kind: 'busy' }, mutationMs: 0 };
     }
     const attempt = this.attempt(execution, fingerprint);
-    this.inFlight.set(
-      id,
-      attempt.catch(() => undefined),
-    );
+    const done = attempt.catch(() => undefined);
+    this.inFlight.set(id, done);
     const settled = await attempt.finally(() => this.inFlight.delete(id));
-    const { outcome } = settled;
     // Only replayable records are kept: a late retry is rare, and its tombstone is read again.
-    if (outcome.kind !== 'busy' && outcome.kind !== 'expired') {
-      const { record } = outcome;
-      this.cache.set(id, { ...record, fingerprint: unpooled(record.fingerprint), result: unpooled(record.result) });
-    }
+    if (settled.attempt.kind !== 'busy' && settled.attempt.kind !== 'expired') this.cache.set(id, settled.attempt.record);
     return settled;
   }
 
   /** The live record of the key, else one execution in a transaction with its record. */
-  private async attempt(execution: Execution<Db>, fingerprint: Buffer): Promise<{ outcome: Attempt; mutationMs: number }> {
+  private async attempt(execution: Execution<Db>, fingerprint: Buffer): Promise<{ attempt: Attempt; mutationMs: number }> {
     const { store, waitMs } = this.options;
     const found = await store.find(execution.db, execution.scope, execution.key);
-    if (found) return { outcome: attemptOf(found), mutationMs: 0 };
+    if (found) return { attempt: this.attemptOf(found), mutationMs: 0 };
     const started = performance.now();
     const ran = await store.transaction(execution.db, waitMs, (tx) => this.runAndRecord(execution, fingerprint, tx));
     const mutationMs = performance.now() - started;
-    switch (ran.kind) {
-      case 'taken':
-        return { outcome: await this.winner(execution), mutationMs };
-      case 'domain-failure':
-        return { outcome: await this.recordFailure(execution, fingerprint, ran.failure), mutationMs };
-      default:
-        return { outcome: ran, mutationMs };
-    }
+    if ('written' in ran) return { attempt: await this.afterWrite(ran.written, ran.stored, execution), mutationMs };
+    // The failure's record is written on its own, after its transaction rolled the mutation's writes back.
+    const { code, message, details } = ran.failure;
+    const stored: StoredResult = { kind: 'error', code, message, details: { ...details } };
+    const record = this.newRecord(execution, fingerprint, Outcome.Failed, JSON.stringify(stored), []);
+    const written = await store.transaction(execution.db, waitMs, async (tx) => {
+      const result = await store.write(tx, record);
+      return { commit: result.kind === 'written', value: result };
+    });
+    return { attempt: await this.afterWrite(written, stored, execution), mutationMs };
   }
 
   /** Runs the mutation and writes its record; commits only when the record was written. */
   private async runAndRecord(execution: Execution<Db>, fingerprint: Buffer, tx: Db): Promise<{ commit: boolean; value: Ran }> {
     const ran = await execution.run(tx).then(
-      (value) => ({ ok: true as const, json: JSON.stringify(value ?? null) }),
+      (payload: unknown) => ({ payload }),
       (error: unknown) => {
         const failure = this.options.domainFailure(error);
         if (!failure) throw error;
-        return { ok: false as const, failure };
+        return { failure };
       },
     );
-    // A domain failure rolls the mutation's writes back; its record is written on its own.
-    if (!ran.ok) return { commit: false, value: { kind: 'domain-failure', failure: ran.failure } };
-    // The payload's JSON is built once, for the record and for the answer.
-    const value: unknown = JSON.parse(ran.json);
-    const resources = execution.resources?.(value) ?? [];
-    const record = this.newRecord(execution, fingerprint, Outcome.Succeeded, `{"kind":"payload","payload":${ran.json}}`, resources);
+    if ('failure' in ran) return { commit: false, value: ran };
+    // The payload's JSON is built once, for the record and for the answer: the same plain data a replay returns.
+    const json = JSON.stringify(ran.payload ?? null);
+    const stored: StoredResult = { kind: 'payload', payload: JSON.parse(json) };
+    const resources = execution.resources?.(stored.payload) ?? [];
+    const record = this.newRecord(execution, fingerprint, Outcome.Succeeded, `{"kind":"payload","payload":${json}}`, resources);
     const written = await this.options.store.write(tx, record);
-    if (written.kind !== 'written') return { commit: false, value: written };
-    return { commit: true, value: { kind: 'executed', record: written.record, value, replacedExpired: written.replacedExpired } };
+    return { commit: written.kind === 'written', value: { written, stored } };
   }
 
-  private async recordFailure(execution: Execution<Db>, fingerprint: Buffer, failure: DomainFailure): Promise<Attempt> {
-    const stored: StoredResult = { kind: 'error', code: failure.code, message: failure.message, details: { ...failure.details } };
-    const record = this.newRecord(execution, fingerprint, Outcome.Failed, JSON.stringify(stored), []);
-    const written = await this.options.store.transaction(execution.db, this.options.waitMs, async (tx) => {
-      const result = await this.options.store.write(tx, record);
-      return { commit: result.kind === 'written', value: result };
-    });
+  /** What a write means: our record, or the answer of whichever transaction wrote the key first. */
+  private async afterWrite(written: WriteResult, stored: StoredResult, execution: Execution<Db>): Promise<Attempt> {
     switch (written.kind) {
-      case 'written':
-        return { kind: 'failed', record: written.record, failure };
-      case 'taken':
-        return this.winner(execution);
+      case 'written': {
+        const record = finished(written.record, stored);
+        return stored.kind === 'payload'
+          ? { kind: 'executed', record, replacedExpired: written.replacedExpired }
+          : { kind: 'failed', record };
+      }
+      case 'taken': {
+        const found = await this.options.store.find(execution.db, execution.scope, execution.key);
+        return found ? this.attemptOf(found) : { kind: 'busy' };
+      }
       case 'busy':
         return written;
       default:
@@ -189,94 +208,35 @@ export class IdempotencyHandler<Db> {
     }
   }
 
-  /** Another transaction wrote the key first: its record, or what remains of it, is the answer. */
-  private async winner(execution: Execution<Db>): Promise<Attempt> {
-    const found = await this.options.store.find(execution.db, execution.scope, execution.key);
-    return found ? attemptOf(found) : { kind: 'busy' };
-  }
-
-  private answer(attempt: Attempt, execution: Execution<Db>, fingerprint: Buffer): Completed {
-    switch (attempt.kind) {
-      case 'executed':
-        this.observer.outcome(execution.operation, attempt.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed);
-        return { value: attempt.value, marker: markerOf(attempt.record, execution, false) };
-      case 'failed':
-        this.observer.outcome(execution.operation, ObservedOutcome.FailureStored);
-        throw storedFailure(attempt.failure, markerOf(attempt.record, execution, false));
-      case 'found':
-        return this.replay(attempt.record, execution, fingerprint);
+  private attemptOf(found: Found): Attempt {
+    switch (found.kind) {
+      case 'live':
+        return { kind: 'found', record: finished(found.record, this.options.codec.decode(found.record, bindingOf(found.record))) };
       case 'expired':
-        if (!sameRequest(attempt.tombstone, execution, fingerprint)) throw keyReused(execution.key);
-        throw keyExpired(execution.key, attempt.tombstone.resources, markerOf(attempt.tombstone, execution, false));
-      case 'busy':
-        throw requestInProgress(execution.key, this.retryAfterSeconds);
+        return found;
       default:
-        return unreachable(attempt);
+        return unreachable(found);
     }
   }
 
-  private replay(record: StoredRecord, execution: Execution<Db>, fingerprint: Buffer): Completed {
-    if (!sameRequest(record, execution, fingerprint)) throw keyReused(execution.key);
-    const marker = markerOf(record, execution, true);
-    const result = this.decode(record, marker);
-    this.observer.outcome(execution.operation, ObservedOutcome.Replayed);
-    if (result.kind === 'error') throw storedFailure(result, marker);
-    return { value: result.payload, marker };
+  /** `json` is the {@link StoredResult} as JSON text. */
+  private newRecord(execution: Execution<Db>, fingerprint: Buffer, outcome: Outcome, json: string, resources: readonly CreatedResource[]) {
+    const { scope, key, operation, ttlSeconds = this.options.ttlSeconds, tombstoneSeconds = this.options.tombstoneSeconds } = execution;
+    const encoded = this.options.codec.encode(json, bindingOf({ scope, key, fingerprint }));
+    return { scope, key, operation, fingerprint, outcome, resources, ...encoded, ttlSeconds, tombstoneSeconds };
   }
 
-  private decode(record: StoredRecord, marker: IdempotencyMarker): StoredResult {
-    try {
-      return this.options.codec.decode(record, bindingOf(record.scope, record.key, record.fingerprint));
-    } catch (error) {
-      if (error instanceof UnreadableResultError) throw recordUnreadable(record.key, marker);
-      throw error;
-    }
-  }
-
-  private newRecord(
-    execution: Execution<Db>,
-    fingerprint: Buffer,
-    outcome: Outcome,
-    json: string,
-    resources: readonly CreatedResource[],
-  ): NewRecord {
-    const { scope, key, operation } = execution;
-    return {
-      scope,
-      key,
-      operation,
-      fingerprint,
-      outcome,
-      resources,
-      ...this.options.codec.encode(json, bindingOf(scope, key, fingerprint)),
-      ttlSeconds: execution.ttlSeconds ?? this.options.ttlSeconds,
-      tombstoneSeconds: execution.tombstoneSeconds ?? this.options.tombstoneSeconds,
-    };
-  }
-
-  /** Waits for the first request with the key to settle, until the duplicate's deadline. */
-  private async waitFor(running: Promise<unknown>, deadline: number, key: string): Promise<void> {
+  /** Whether the first request with the key settled before the duplicate's deadline. */
+  private async waitFor(running: Promise<unknown>, deadline: number): Promise<boolean> {
     const started = performance.now();
     const timer = new AbortController();
     try {
       const remaining = deadline - Date.now();
-      const settled = remaining > 0 && (await Promise.race([running.then(() => true), delay(remaining, false, { signal: timer.signal })]));
-      if (!settled) throw requestInProgress(key, this.retryAfterSeconds);
+      return remaining > 0 && (await Promise.race([running.then(() => true), delay(remaining, false, { signal: timer.signal })]));
     } finally {
       timer.abort();
-      this.observer.waited((performance.now() - started) / 1000);
+      this.options.observer.waited((performance.now() - started) / 1000);
     }
-  }
-}
-
-function attemptOf(found: Found): Attempt {
-  switch (found.kind) {
-    case 'live':
-      return { kind: 'found', record: found.record };
-    case 'expired':
-      return found;
-    default:
-      return unreachable(found);
   }
 }
 
@@ -287,4 +247,9 @@ function sameRequest(first: Tombstone, execution: Pick<Execution<unknown>, 'oper
 
 function unreachable(value: never): never {
   throw new Error(`unexpected outcome ${JSON.stringify(value)}`);
+}
+
+/** What the cache keeps: the result decoded, not its bytes, and the fingerprint in memory of its own ({@link unpooled}). */
+function finished({ format: _format, keyId: _keyId, result: _result, ...record }: StoredRecord, stored: StoredResult | null): Finished {
+  return { ...record, fingerprint: unpooled(record.fingerprint), stored };
 }

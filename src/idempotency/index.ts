@@ -1,9 +1,7 @@
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import { ResultCodec } from './codec';
-import type { DomainFailure } from './errors';
-import { IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
-import { IdempotencyHandler } from './handler';
-import type { IdempotencyObserver } from './observer';
+import { checkWindows, IdempotencyRecordResolver, IdempotencyRequest, idempotencyPlugin, idempotentDirective } from './graphql';
+import { type HandlerOptions, IdempotencyHandler } from './handler';
 import { PostgresRecordStore } from './postgres.store';
 import { type PurgeOptions, type PurgeResult, purgeExpired, startPurgeJob } from './purge';
 import { IdempotencyRecord } from './record.entity';
@@ -16,30 +14,23 @@ export type { PurgeResult } from './purge';
 export { IdempotencyRecord } from './record.entity';
 export type { CreatedResource } from './store';
 
-/** Options of {@link createIdempotency}; each absent one takes its default. */
-export interface IdempotencyOptions {
-  /** How long an outcome is kept and replayed. Default 86400 s. */
-  readonly ttlSeconds?: number;
-  /** How long a tombstone (no payload) answers late retries with IDEMPOTENCY_KEY_EXPIRED after an outcome expires. Default 2592000 s (30 days); 0: none. */
-  readonly tombstoneSeconds?: number;
-  /** How long a duplicate waits for the first request with its key, here or in another process. Default 10000 ms. */
-  readonly waitMs?: number;
-  /** Encrypts new results with AES-256-GCM (32 bytes). */
+/** Options of {@link createIdempotency}, each documented on the handler's; encryption keys are 32 bytes for AES-256-GCM. */
+export type IdempotencyOptions = Partial<Omit<HandlerOptions<EntityManager>, 'store' | 'codec'>> & {
+  /** Encrypts new results. */
   readonly encryptionKey?: Buffer;
   /** Keys that wrote earlier results, still accepted for reading. */
   readonly previousEncryptionKeys?: readonly Buffer[];
-  /** Finished records kept in memory for replays. Default 10000; 0 turns the cache off. */
-  readonly cacheSize?: number;
-  readonly observer?: IdempotencyObserver;
-  /** The stored form of an error a mutation threw, or undefined when it must not be stored. Default: none is stored. */
-  readonly domainFailure?: (error: unknown) => DomainFailure | undefined;
-}
+};
 
 /** The engine, wired: what the host registers with Apollo, TypeGraphQL and MikroORM. */
 export type Idempotency = ReturnType<typeof createIdempotency>;
 
-/** Builds the engine on PostgreSQL; every option has a default. */
+/**
+ * Builds the engine on PostgreSQL. Defaults: ttlSeconds 86400, tombstoneSeconds 2592000 (30 days), waitMs 10000,
+ * cacheSize 10000, no encryption, no observer, no domain failure stored. Throws a RangeError for windows that are not whole seconds.
+ */
 export function createIdempotency(options: IdempotencyOptions = {}) {
+  checkWindows('createIdempotency', options);
   const store = new PostgresRecordStore();
   const handler = new IdempotencyHandler<EntityManager>({
     store,

@@ -62,10 +62,6 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
   }
 
   async write(tx: EntityManager, record: NewRecord): Promise<WriteResult> {
-    if (!Number.isInteger(record.ttlSeconds) || record.ttlSeconds < 1) throw new RangeError('ttlSeconds must be a positive integer');
-    if (!Number.isInteger(record.tombstoneSeconds) || record.tombstoneSeconds < 0) {
-      throw new RangeError('tombstoneSeconds must be a whole number');
-    }
     try {
       // Waits for a transaction writing the same key; xmax is set only on the row an update replaced.
       const [row] = await tx.execute<{ created_at: string; expires_at: string; forgotten_at: string; replaced: boolean }[]>(

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { keyIdOf, RecordFormat, ResultCodec, type StoredResult, UnreadableResultError } from '../../src/idempotency/codec';
+import { keyIdOf, RecordFormat, ResultCodec, type StoredResult } from '../../src/idempotency/codec';
 
 const [KEY, OLD_KEY, OTHER_KEY] = [randomBytes(32), randomBytes(32), randomBytes(32)];
 const BINDING = 'alice\u0000key-1\u0000'.concat('ab'.repeat(32));
@@ -19,15 +19,6 @@ const storedResult: fc.Arbitrary<StoredResult> = fc.oneof(
 
 /** What JSON makes of a value (-0 becomes 0, and so on). */
 const viaJson = (value: unknown) => JSON.parse(JSON.stringify(value));
-
-function unreadable(codec: ResultCodec, stored: Parameters<ResultCodec['decode']>[0], binding = BINDING): unknown {
-  try {
-    codec.decode(stored, binding);
-  } catch (error) {
-    return error;
-  }
-  throw new Error('the record was read');
-}
 
 describe('ResultCodec', () => {
   it('stores plain results as their JSON text, format 1, no key id', () => {
@@ -76,8 +67,7 @@ describe('ResultCodec', () => {
       ['not JSON', new ResultCodec(), { format: 1, keyId: null, result: Buffer.from('{"kind":') }],
       ['JSON of another shape', new ResultCodec(), { format: 1, keyId: null, result: Buffer.from('{"kind":"other"}') }],
     ];
-    for (const [why, codec, stored, binding] of cases)
-      expect([why, unreadable(codec, stored, binding)]).toEqual([why, expect.any(UnreadableResultError)]);
+    for (const [why, codec, stored, binding] of cases) expect([why, codec.decode(stored, binding ?? BINDING)]).toEqual([why, null]);
   });
 
   it('refuses keys that are not 32 bytes', () => {

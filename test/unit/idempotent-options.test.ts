@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { printSchemaWithDirectives } from '@graphql-tools/utils';
 import { specifiedDirectives } from 'graphql';
 import { buildSchemaSync, Field, Mutation, ObjectType, Query, Resolver } from 'type-graphql';
+import { createIdempotency } from '../../src/idempotency';
 import { Idempotent, idempotentDirective } from '../../src/idempotency/graphql';
 import { IdempotencyKeyArg } from '../../src/idempotency/key';
 
@@ -53,5 +54,9 @@ describe('@Idempotent options', () => {
     [{ tombstoneSeconds: 0.5 }, /tombstoneSeconds/],
   ])('refuses %j when the mutation is declared', (options, message) => {
     expect(() => Idempotent(options)).toThrow(message);
+  });
+
+  it.each([[{ ttlSeconds: 0 }], [{ tombstoneSeconds: -1 }], [{ ttlSeconds: 2.5 }]])('refuses %j when the engine is built', (options) => {
+    expect(() => createIdempotency(options)).toThrow(/^createIdempotency: (ttlSeconds|tombstoneSeconds) must be a whole number/);
   });
 });
