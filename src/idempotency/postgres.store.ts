@@ -114,7 +114,8 @@ export class PostgresRecordStore implements RecordStore<EntityManager> {
     return this.batch(em, batchSize, from ?? (await this.tombstonesEnd(em)), {
       change: 'update idempotency_records set result = null, key_id = null',
       time: 'expires_at',
-      only: 'result is not null',
+      // A row whose tombstone ended is left to the delete pass.
+      only: `result is not null and ${FORGOTTEN_AT} > now()`,
     });
   }
 
