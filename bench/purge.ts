@@ -5,7 +5,7 @@ import type { BenchDatabase, BenchServer } from './fixture';
 import { headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer, userId } from './fixture';
 import { conditionsText } from './report';
 import { type LoadSettings, loadRecords, type PurgeResult, purgeUnderLoad, runId } from './scenarios';
-import { fmt, numberArg, readArgs, runCommand, sleep, table, UsageError } from './support';
+import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './support';
 
 /**
  * `npm run build && node dist/bench/purge.js`: the purge scenario of `npm run bench` alone. Each
@@ -13,8 +13,7 @@ import { fmt, numberArg, readArgs, runCommand, sleep, table, UsageError } from '
  * same cluster loaded as the bench loads its second one (`--records` live and as many expired
  * records), migrated by that build, and one engine server of that build for the createOrder
  * load; then each database is purged under that load, sides alternating by round (A B, B A, ...).
- * Besides the bench's figures it prints how long each of the purge's two passes took and the WAL
- * the cluster wrote meanwhile.
+ * Besides the bench's figures it prints the WAL the cluster wrote meanwhile.
  */
 runCommand(async (cleanup) => {
   const args = readArgs('node dist/bench/purge.js', {
@@ -59,35 +58,32 @@ runCommand(async (cleanup) => {
   }
   await db.pool.query('checkpoint');
 
-  const results: { name: string; result: PurgeResult; passes: Passes }[] = [];
+  const results: { name: string; result: PurgeResult; walMb: number | undefined }[] = [];
   for (const run of runs) {
     const name = `${run.side.name} (round ${run.round + 1})`;
     process.stderr.write(`${name}: purge under createOrder load, options ${JSON.stringify(run.side.options)}...\n`);
     const index = (await import(path.join(run.side.dist, 'src', 'idempotency', 'index.js'))) as typeof import('../src/idempotency');
-    let passes: Passes | undefined;
+    let walMb: number | undefined;
     const result = await purgeUnderLoad(run.server, run.db, tokens, run.bodies, settings, async (purged) => {
-      const watch = watchPasses(purged.pool);
+      const before = await walBytes(purged.pool);
       const done = await index.createIdempotency().purge(purged.orm as never, run.side.options);
-      passes = await watch.stop();
+      walMb = ((await walBytes(purged.pool)) - before) / 1e6;
       return done;
     });
-    if (!passes) throw new Error('the purge did not run');
     process.stderr.write(
       `  ${fmt(result.deleted)} deleted, ${fmt(result.tombstoned)} tombstoned in ${fmt(result.seconds, 1)} s: ${fmt(result.rowsPerSecond)} rows/s; ` +
         `first ${fmt(result.before.rps)} → ${fmt(result.during.rps)} req/s; ${conditionsText(result.conditions)}\n`,
     );
-    results.push({ name, result, passes });
+    results.push({ name, result, walMb });
   }
   process.stdout.write(
     `${table(
-      ['purge', 'rows/s', 'seconds', 'delete pass s', 'tombstone pass s', 'WAL MB', 'first during / before', 'checkpoints'],
-      results.map(({ name, result, passes }) => [
+      ['purge', 'rows/s', 'seconds', 'WAL MB', 'first during / before', 'checkpoints'],
+      results.map(({ name, result, walMb }) => [
         name,
         fmt(result.rowsPerSecond),
         fmt(result.seconds, 1),
-        fmt(passes.deleteSeconds, 1),
-        fmt(passes.tombstoneSeconds, 1),
-        fmt(passes.walMb),
+        fmt(walMb),
         fmt(result.during.rps / result.before.rps, 2),
         String(result.conditions.checkpoints),
       ]),
@@ -103,51 +99,8 @@ function parseOptions(text: string): { batchSize?: number; pauseRatio?: number }
   }
 }
 
-interface Passes {
-  /** From the first sample to the last sample where the table's deleted-row count rose. */
-  readonly deleteSeconds: number;
-  /** From then to the last sample where its updated-row count rose. */
-  readonly tombstoneSeconds: number;
-  /** WAL the whole cluster wrote while watched. */
-  readonly walMb: number;
-}
-
-/**
- * Samples the table's counts of deleted and updated rows every 250 ms (the statistics a
- * backend reports after each transaction, at most once a second), to tell the two passes apart.
- */
-function watchPasses(pool: pg.Pool): { stop(): Promise<Passes> } {
-  let stopped = false;
-  const sample = async () => {
-    const { rows } = await pool.query<{ deleted: string; updated: string; wal: string }>(
-      `select n_tup_del as deleted, n_tup_upd as updated, (select wal_bytes from pg_stat_wal) as wal
-         from pg_stat_user_tables where relname = 'idempotency_records'`,
-    );
-    const row = rows[0];
-    return { at: performance.now(), deleted: Number(row?.deleted), updated: Number(row?.updated), wal: Number(row?.wal) };
-  };
-  const watching = (async () => {
-    const first = await sample();
-    let last = first;
-    let deletedUntil = first.at;
-    let updatedUntil = first.at;
-    while (!stopped) {
-      await sleep(250);
-      const next = await sample();
-      if (next.deleted > last.deleted) deletedUntil = next.at;
-      if (next.updated > last.updated) updatedUntil = next.at;
-      last = next;
-    }
-    return {
-      deleteSeconds: (deletedUntil - first.at) / 1000,
-      tombstoneSeconds: (updatedUntil - deletedUntil) / 1000,
-      walMb: (last.wal - first.wal) / 1e6,
-    };
-  })();
-  return {
-    stop: () => {
-      stopped = true;
-      return watching;
-    },
-  };
+/** WAL the whole cluster has written since its statistics were reset, bytes. */
+async function walBytes(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ wal: string }>('select wal_bytes as wal from pg_stat_wal');
+  return Number(rows[0]?.wal);
 }
