@@ -309,6 +309,9 @@ function watchAutovacuum(pool: pg.Pool): { stop(): Promise<number> } {
   };
 }
 
+/** A purge of one database: the engine's own by default; bench/purge.ts passes another build's. */
+export type Purge = (db: BenchDatabase) => Promise<{ deleted: number; tombstoned: number }>;
+
 /** Runs the engine's own purge once, in this process, under createOrder load. */
 export async function purgeUnderLoad(
   server: BenchServer,
@@ -316,6 +319,7 @@ export async function purgeUnderLoad(
   tokens: readonly string[],
   bodies: readonly string[],
   settings: LoadSettings,
+  purge: Purge = (purged) => createIdempotency().purge(purged.orm),
 ): Promise<PurgeResult> {
   // The load is warmed up, then measured for a while before the purge starts: the dip is the
   // throughput during the purge against the same load's just before it.
@@ -333,7 +337,7 @@ export async function purgeUnderLoad(
       const first = await conditionCounters(db.pool);
       const autovacuum = watchAutovacuum(db.pool);
       purgeStart = elapsed();
-      purged = await createIdempotency().purge(db.orm);
+      purged = await purge(db);
       purgeEnd = elapsed();
       const last = await conditionCounters(db.pool);
       conditions = {

@@ -96,6 +96,22 @@ describe('purging expired idempotency records', () => {
     expect({ updated: after.updated - before.updated, hot: after.hot - before.hot }).toEqual({ updated: 300, hot: 300 });
   });
 
+  it('deletes a record whose tombstone ended without first dropping its result, as the two passes take turns', async () => {
+    // One second apart: odd rows' tombstones ended 30 s after their expiry, so the delete pass
+    // (ordered by that end) trails the tombstone pass (ordered by expiry) over the same rows.
+    await withClient(server.databaseUrl, (client) =>
+      client.query(
+        `insert into idempotency_records (user_id, key, operation, fingerprint, outcome, result, created_at, expires_at, forgotten_at)
+         select 'turns-user', 'k' || n, 'createOrder', sha256(n::text::bytea), 'SUCCEEDED', convert_to('{"kind":"payload","payload":null}', 'UTF8'),
+                now() - interval '2 days', now() - interval '1 hour' + make_interval(secs => n),
+                now() - interval '1 hour' + make_interval(secs => n) + case when n % 2 = 1 then interval '30 seconds' else interval '1 day' end
+           from generate_series(1, 40) as n`,
+      ),
+    );
+    expect(await createIdempotency().purge(server.orm, { batchSize: 2, pauseRatio: 0 })).toEqual({ deleted: 20, tombstoned: 20 });
+    expect(await recordsOf(server, 'turns-user')).toEqual({ expired: 0, tombstones: 20, live: 0 });
+  });
+
   it('runs in the background every interval and reports each purge', async () => {
     await insertRecords(server, 'job-user', 50, 5);
     const purged: number[] = [];
