@@ -71,7 +71,10 @@ export interface RecordStore<Db> {
   transaction<T>(db: Db, waitMs: number, work: (tx: Db) => Promise<{ commit: boolean; value: T }>): Promise<T>;
   /** Writes a record in `tx`'s transaction, replacing only a record whose tombstone ended. */
   write(tx: Db, record: NewRecord): Promise<WriteResult>;
-  /** Drops the results of up to about `batchSize` expired records, oldest first, from expiry `from` on; the rows stay as tombstones. */
+  /**
+   * Drops the results of up to about `batchSize` expired records, oldest first, from expiry `from` on; the rows stay as
+   * tombstones. A row whose tombstone also ended is left to {@link RecordStore.purge}.
+   */
   tombstone(db: Db, batchSize: number, from: Date | null): Promise<PurgedBatch>;
   /** Deletes up to about `batchSize` rows whose tombstone ended, oldest first, from that end `from` on. */
   purge(db: Db, batchSize: number, from: Date | null): Promise<PurgedBatch>;

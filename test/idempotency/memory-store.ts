@@ -69,7 +69,10 @@ export class MemoryRecordStore implements RecordStore<MemoryTx | null> {
   }
 
   async tombstone(_db: MemoryTx | null, batchSize: number, from: Date | null): Promise<PurgedBatch> {
-    const batch = this.due(batchSize, from, (record) => (record.result ? record.expiresAt : null));
+    // A row whose tombstone ended is left to the delete pass.
+    const batch = this.due(batchSize, from, (record) =>
+      record.result && record.forgottenAt.getTime() > this.now() ? record.expiresAt : null,
+    );
     for (const [id, record] of batch) this.records.set(id, { ...record, keyId: null, result: null });
     return { count: batch.length, last: batch.at(-1)?.[1].expiresAt ?? null };
   }

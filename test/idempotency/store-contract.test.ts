@@ -195,6 +195,17 @@ function contract<Db>(name: string, setUp: () => Promise<Harness<Db>>, tearDown:
       await expect(h.store.tombstone(h.db(), 0, null)).rejects.toThrow(RangeError);
     });
 
+    it('leaves a row whose tombstone ended to the purge, which deletes it', async () => {
+      await drain(h.store.tombstone);
+      await drain(h.store.purge);
+      await commitWrite(record('ended', 'e1'));
+      await h.expire('ended', 'e1');
+      await h.forget('ended', 'e1');
+      expect((await h.store.tombstone(h.db(), 10, null)).count).toBe(0);
+      expect((await h.store.purge(h.db(), 10, null)).count).toBe(1);
+      expect(await h.store.find(h.db(), 'ended', 'e1')).toBeNull();
+    });
+
     it('purges the rows whose tombstone ended in batches, oldest first, and keeps live records and tombstones', async () => {
       await drain(h.store.purge);
       for (const key of ['p1', 'p2', 'p3']) {
