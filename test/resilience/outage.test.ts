@@ -66,6 +66,8 @@ function orderStream(url: string, token: string, product: string) {
   const timer = setInterval(fire, 1000 / RATE_PER_SECOND);
   fire();
   return {
+    /** How many requests were sent at or after `at`. */
+    sentSince: (at: number) => attempts.filter((attempt) => attempt.sentAt >= at).length,
     /** Stops firing and waits for every request sent to settle. */
     stop: async () => {
       clearInterval(timer);
@@ -157,7 +159,9 @@ describe('the database stops and restarts under a steady stream of orders', () =
     // The stop ended the lock's session: the release can only report that.
     void releaseLock().catch(() => {});
     const probesWhileDown = { readyz: [] as number[], healthz: [] as number[] };
-    while (Date.now() - stoppedAt < DOWN_MS) {
+    // At least DOWN_MS, and long enough for the stream to send over a dozen orders into the outage even
+    // when a loaded machine delays its timer.
+    while (Date.now() - stoppedAt < DOWN_MS || stream.sentSince(stoppedAt) < 14) {
       probesWhileDown.readyz.push(await status(`${origin}/readyz`));
       probesWhileDown.healthz.push(await status(`${origin}/healthz`));
       await sleep(250);
