@@ -3,8 +3,9 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { BenchDatabase, BenchServer } from './fixture';
 import { headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer, userId } from './fixture';
+import { loadRecords, type PurgeResult, purgeUnderLoad } from './records';
 import { conditionsText } from './report';
-import { type LoadSettings, loadRecords, type PurgeResult, purgeUnderLoad, runId } from './scenarios';
+import { type LoadSettings, runId } from './scenarios';
 import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './support';
 
 /**

@@ -1,8 +1,9 @@
 import type { LoadResult } from './load';
 import type { ProfileShare } from './profile';
+import type { PurgeConditions, PurgeResult } from './records';
 import { type RelayResult, relayText } from './relay';
 import { Section, sharedMachineNote, timestamp, writeResults } from './results';
-import type { LoadSettings, PurgeConditions, PurgeResult, StormResult } from './scenarios';
+import type { LoadSettings, StormResult } from './scenarios';
 import { fmt, mib, table } from './support';
 
 /** One autocannon scenario's figures. */

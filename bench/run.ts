@@ -18,21 +18,11 @@ import {
 } from './fixture';
 import { combine, type LoadResult, runLoad, summary } from './load';
 import { profileByPackage } from './profile';
+import { loadRecords, purgeUnderLoad, RECORD_USERS } from './records';
 import { measureRelay, RELAY_DEFAULTS, relayText } from './relay';
 import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
-import {
-  firstOrders,
-  floor,
-  type LoadSettings,
-  loadRecords,
-  purgeUnderLoad,
-  RECORD_USERS,
-  replayLoaded,
-  replayOne,
-  runId,
-  storm,
-} from './scenarios';
+import { firstOrders, floor, type LoadSettings, replayLoaded, replayOne, runId, storm } from './scenarios';
 import { commandLine, fmt, numberArg, readArgs, runCommand, stopPid } from './support';
 
 /** Records preloaded for the no-scale replay-db run (the scale run loads --records). */

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type pg from 'pg';
 import { createIdempotency } from '../src/idempotency';
 import { headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer, userId } from './fixture';
-import { RECORD_USERS } from './scenarios';
+import { RECORD_USERS } from './records';
 import { fmt, numberArg, readArgs, runCommand } from './support';
 
 /**
