@@ -124,7 +124,10 @@ export async function startServer(cleanup: Cleanup, name: string, databaseUrl: s
       : [...profile, path.join(folder, 'server.js'), '--mode', options.mode, '--port', '0', '--database-url', databaseUrl];
   if (options.cacheSize !== undefined) args.push('--cache-size', String(options.cacheSize));
   if (options.cpuProfile !== undefined) args.push('--cpu-profile', options.cpuProfile);
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Production in the process environment too, as the Dockerfile sets it: libraries read it there
+  // (graphql-js skips its development-only checks).
+  const env = { ...process.env, NODE_ENV: 'production' };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start the ${name} server`);
   cleanup.add(`stop the ${name} server (pid ${pid})`, () => stopPid(pid, 15_000));
