@@ -70,10 +70,10 @@ export async function report(run: RunReport): Promise<void> {
   const p99 = (name: string) => run.rows.find((row) => row.name === name)?.result.p99 ?? Number.NaN;
   const ratio = (a: string, b: string, target: number): Check => {
     const value = rps(a) / rps(b);
-    const spread = roundRatios(run.rows, a, b);
+    const rounds = roundRatios(run.rows, a, b, value);
     return {
       name: `${a} / ${b}`,
-      value: `${ratioText(value, target)} (p99 ${fmt(p99(a) / p99(b), 2)}×${spread ? `; rounds ${spread}` : ''})`,
+      value: `${ratioText(value, target)} (p99 ${fmt(p99(a) / p99(b), 2)}×${rounds ? `; ${rounds}` : ''})`,
       target: `≥ ${fmt(target, 2)}`,
       pass: value >= target,
     };
@@ -198,7 +198,7 @@ export async function report(run: RunReport): Promise<void> {
     run.environment,
     `- Command: \`${run.command}\``,
     `- Load: autocannon, ${run.settings.connections} connections, ${run.settings.warmupSeconds} s warm-up then ${run.settings.seconds} s per scenario, ${run.users} users round-robin, 14 order variants (2 lines each)`,
-    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (${groupsText(run.rows)}), after one unmeasured ${run.settings.seconds} s pass of every scenario of the group (so that no server starts its rounds on less warmed-up code), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i)`,
+    `- Rounds: each scenario ran ${run.rounds} round${run.rounds === 1 ? '' : 's'} in its group (${groupsText(run.rows)}), after one unmeasured ${run.settings.seconds} s pass of every scenario of the group (so that no server starts its rounds on less warmed-up code), alternating the order (A B C, C B A, ...) so a drift of the machine's speed falls on every scenario of a group alike; a row combines its rounds, and a ratio lists its per-round values (round i against round i) and their spread, the largest distance of a round from the combined ratio, marked where it is over ±0.05`,
     '',
     '### Scenarios',
     '',
@@ -247,12 +247,14 @@ export async function report(run: RunReport): Promise<void> {
   });
 }
 
-/** The ratio of two scenarios' req/s in each round both ran, e.g. `0.91, 0.95, 0.93`; undefined with one round. */
-function roundRatios(rows: readonly Row[], a: string, b: string): string | undefined {
+/** The ratio of two scenarios' req/s in each round both ran, and their spread around `combined`; undefined with one round. */
+function roundRatios(rows: readonly Row[], a: string, b: string, combined: number): string | undefined {
   const first = rows.find((row) => row.name === a)?.rounds;
   const second = rows.find((row) => row.name === b)?.rounds;
   if (!first || !second || first.length < 2 || first.length !== second.length) return undefined;
-  return first.map((result, index) => fmt(result.rps / (second[index] as LoadResult).rps, 2)).join(', ');
+  const ratios = first.map((result, index) => result.rps / (second[index] as LoadResult).rps);
+  const spread = Math.max(...ratios.map((ratio) => Math.abs(ratio - combined)));
+  return `rounds ${ratios.map((ratio) => fmt(ratio, 2)).join(', ')}; spread ±${fmt(spread, 2)}${spread > 0.05 ? ', over ±0.05' : ''}`;
 }
 
 /** The groups of scenarios, as they ran: `a, b · c, d`. */
