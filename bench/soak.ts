@@ -26,7 +26,7 @@ interface Sample {
  */
 runCommand(async (cleanup) => {
   const args = readArgs('npm run bench:soak', {
-    minutes: { type: 'string', default: '10', description: 'length of the soak (fractions allowed, e.g. 0.5)' },
+    minutes: { type: 'string', default: '20', description: 'length of the soak (fractions allowed, e.g. 0.5)' },
     rate: { type: 'string', default: '100', description: 'requests per second, all connections together' },
     connections: { type: 'string', default: '10', description: 'concurrent connections' },
     users: { type: 'string', default: '100', description: 'users the requests are spread over' },
@@ -119,7 +119,7 @@ runCommand(async (cleanup) => {
   const cacheFillSeconds = CACHE_ENTRIES / (rate * 0.4);
   const verdict =
     floors.length < 3 || totalSeconds / 2 < cacheFillSeconds
-      ? `inconclusive: the second half holds ${floors.length} full minute(s) and ${totalSeconds / 2 >= cacheFillSeconds ? 'starts after' : 'starts before'} the replay cache is full; use the default 10 minutes for a verdict`
+      ? `inconclusive: the second half holds ${floors.length} full minute(s) and ${totalSeconds / 2 >= cacheFillSeconds ? 'starts after' : 'starts before'} the replay cache is full; use the default 20 minutes for a verdict`
       : rssSlope > GROWTH_MB_PER_MINUTE || heapSlope > GROWTH_MB_PER_MINUTE
         ? '**growing**'
         : 'no growth trend';
