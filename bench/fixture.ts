@@ -232,6 +232,13 @@ export function headers(token: string, key?: string): Record<string, string> {
   return result;
 }
 
+/** Places the order `body` with `key` outside autocannon, for a record to replay or copy; throws unless it succeeded. */
+export async function placeKeyedOrder(url: string, token: string, key: string, body: string): Promise<void> {
+  const created = await post(url, headers(token, key), body);
+  if (created.status !== 200 || created.text.includes('"errors"'))
+    throw new Error(`could not place the order with key ${key}: ${created.text}`);
+}
+
 /** Sends one POST /graphql outside autocannon (setup, checks). */
 export async function post(url: string, requestHeaders: Record<string, string>, body: string) {
   const response = await fetch(url, { method: 'POST', headers: requestHeaders, body });

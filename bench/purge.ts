@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import path from 'node:path';
 import type pg from 'pg';
 import type { BenchDatabase, BenchServer } from './fixture';
-import { headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer, userId } from './fixture';
-import { loadRecords, type PurgeResult, purgeUnderLoad } from './records';
+import { mintTokens, orderBodies, placeKeyedOrder, productIds, startDatabase, startServer, userId } from './fixture';
+import { loadScaleRecords, type PurgeResult, purgeUnderLoad } from './records';
 import { conditionsText } from './report';
 import { type LoadSettings, runId } from './scenarios';
 import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './support';
@@ -47,13 +47,9 @@ runCommand(async (cleanup) => {
       const server = await startServer(cleanup, `${side.name}-${round}`, sideDb.url, { mode: 'engine', dist: side.dist });
       const bodies = orderBodies(await productIds(sideDb.pool));
       const template = { userId: userId(0), key: `purge-${id}` };
-      const created = await post(server.url, headers(tokens[0] as string, template.key), bodies[0] as string);
-      if (created.status !== 200 || created.text.includes('"errors"'))
-        throw new Error(`could not create the template order: ${created.text}`);
+      await placeKeyedOrder(server.url, tokens[0] as string, template.key, bodies[0] as string);
       process.stderr.write(`${name}: loading ${fmt(records)} live and ${fmt(records)} expired records...\n`);
-      await loadRecords(sideDb.pool, template, `live-${id}-`, records, 'live');
-      await loadRecords(sideDb.pool, template, `expired-${id}-`, records, 'expired');
-      await sideDb.pool.query('vacuum analyze idempotency_records');
+      await loadScaleRecords(sideDb.pool, template, id, records);
       runs.push({ side, round, db: sideDb as BenchDatabase, server, bodies });
     }
   }

@@ -54,6 +54,16 @@ export async function loadRecords(
   return performance.now() - started;
 }
 
+/**
+ * The records the scale scenarios and the purge run on: `count` live and as many expired copies
+ * of `template`'s (keys `live-<id>-n` and `expired-<id>-n`), then VACUUM ANALYZE.
+ */
+export async function loadScaleRecords(pool: pg.Pool, template: { userId: string; key: string }, id: string, count: number): Promise<void> {
+  await loadRecords(pool, template, `live-${id}-`, count, 'live');
+  await loadRecords(pool, template, `expired-${id}-`, count, 'expired');
+  await pool.query('vacuum analyze idempotency_records');
+}
+
 /** The purge run while createOrder load continues. */
 export interface PurgeResult {
   readonly deleted: number;

@@ -6,10 +6,9 @@ import { SqlCeiling } from './ceiling';
 import {
   addDatabase,
   type BenchServer,
-  headers,
   mintTokens,
   orderBodies,
-  post,
+  placeKeyedOrder,
   productIds,
   scrape,
   startDatabase,
@@ -18,7 +17,7 @@ import {
 } from './fixture';
 import { combine, type LoadResult, runLoad, summary } from './load';
 import { profileByPackage } from './profile';
-import { loadRecords, purgeUnderLoad, RECORD_USERS } from './records';
+import { loadRecords, loadScaleRecords, purgeUnderLoad, RECORD_USERS } from './records';
 import { measureRelay, RELAY_DEFAULTS, relayText } from './relay';
 import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
@@ -96,17 +95,14 @@ runCommand(async (cleanup) => {
     [engine, bodies[0]],
     [scaleEngine, scaleBodies[0]],
   ] as const) {
-    const created = await post(server.url, headers(tokens[0] as string, template.key), body as string);
-    if (created.status !== 200 || created.text.includes('"errors"')) throw new Error(`could not create the replay order: ${created.text}`);
+    await placeKeyedOrder(server.url, tokens[0] as string, template.key, body as string);
   }
   await loadRecords(db.pool, template, `small-${id}-`, SMALL_RECORDS, 'live');
   await db.pool.query('vacuum analyze idempotency_records');
 
   process.stderr.write(`scale: loading ${fmt(records)} live and ${fmt(records)} expired records into the second database...\n`);
   const loadStarted = performance.now();
-  await loadRecords(scaleDb.pool, template, `live-${id}-`, records, 'live');
-  await loadRecords(scaleDb.pool, template, `expired-${id}-`, records, 'expired');
-  await scaleDb.pool.query('vacuum analyze idempotency_records');
+  await loadScaleRecords(scaleDb.pool, template, id, records);
   await scaleDb.pool.query('checkpoint');
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   const tableSize = await scaleDb.pool.query<{ size: string; rows: string }>(

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import type pg from 'pg';
 import { createIdempotency } from '../src/idempotency';
-import { headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer, userId } from './fixture';
+import { mintTokens, orderBodies, placeKeyedOrder, productIds, startDatabase, startServer, userId } from './fixture';
 import { RECORD_USERS } from './records';
 import { fmt, numberArg, readArgs, runCommand } from './support';
 
@@ -20,8 +20,7 @@ runCommand(async (cleanup) => {
   const server = await startServer(cleanup, 'engine', db.url, { mode: 'engine' });
   const [token] = await mintTokens(1);
   const template = { userId: userId(0), key: 'tombstone-template' };
-  const created = await post(server.url, headers(token as string, template.key), orderBodies(await productIds(db.pool))[0] as string);
-  if (created.status !== 200 || created.text.includes('"errors"')) throw new Error(`could not create the template order: ${created.text}`);
+  await placeKeyedOrder(server.url, token as string, template.key, orderBodies(await productIds(db.pool))[0] as string);
 
   process.stderr.write(`loading ${fmt(count)} expired records whose tombstones live 29 more days...\n`);
   await db.pool.query(
