@@ -284,11 +284,13 @@ async function profileFirst(
   if (settings.warmupSeconds > 0)
     await firstOrders(server, tokens, bodies, { ...settings, seconds: settings.warmupSeconds, warmupSeconds: 0 });
   process.kill(server.pid, 'SIGUSR2');
+  const cpuBefore = await server.cpuSeconds();
   const load = await firstOrders(server, tokens, bodies, { ...settings, warmupSeconds: 0 });
+  const cpuMs = (((await server.cpuSeconds()) ?? Number.NaN) - (cpuBefore ?? Number.NaN)) * 1000;
   process.stderr.write(`  ${summary('first (profiled)', load)}\n`);
   await stopPid(server.pid, 30_000);
   if (!(await stat(file).catch(() => undefined))) throw new Error('the profiled server wrote no CPU profile');
-  return { ...(await profileByPackage(file)), responses: load.responses, seconds: load.seconds };
+  return { ...(await profileByPackage(file)), cpuMs, responses: load.responses, seconds: load.seconds };
 }
 
 /** A server of a round; `engine`: it serves the engine's overhead histogram on /metrics. */
