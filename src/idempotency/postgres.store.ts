@@ -21,7 +21,7 @@ interface Row {
   live: boolean;
 }
 
-/** The records in PostgreSQL's `idempotency_records`, through MikroORM with bound parameters. */
+/** The records in PostgreSQL's `idempotency_records`, through `em.execute` with parameters: no value is written into SQL text here. */
 export class PostgresRecordStore implements RecordStore<EntityManager> {
   async find(em: EntityManager, scope: string, key: string): Promise<Found | null> {
     // An expired result is never read back, whether or not the purge has dropped it yet.
