@@ -222,7 +222,7 @@ export async function report(run: RunReport): Promise<void> {
     '',
     '### CPU profile of first executions',
     '',
-    `An engine server of its own with V8’s profiler on (node:inspector, after a pass and a warm-up), under first executions for ${fmt(run.profile.seconds, 1)} s (${fmt(run.profile.responses)} responses, ${fmt(run.profile.responses / run.profile.seconds)} req/s with the profiler’s overhead): ${fmt(run.profile.busyMs)} ms busy, ${fmt(run.profile.idleMs)} ms idle. The profiler samples wall time, so busy time includes time spent off the CPU inside system calls (waiting for the scheduler after a socket write wakes PostgreSQL): the process used ${fmt(run.profile.cpuMs)} ms of CPU over the same load. Self time by package (\`src/*\`: this app; \`native:\` functions without script, such as socket writes):`,
+    `An engine server of its own with V8’s profiler on (node:inspector, after a pass and a warm-up), under first executions for ${fmt(run.profile.seconds, 1)} s (${fmt(run.profile.responses)} responses, ${fmt(run.profile.responses / run.profile.seconds)} req/s with the profiler’s overhead): ${fmt(run.profile.busyMs)} ms busy, ${fmt(run.profile.idleMs)} ms idle. The profiler samples wall time, so busy time also counts time spent off the CPU inside system calls; the process used ${fmt(run.profile.cpuMs)} ms of CPU over the same load. Self time by package (\`src/*\`: this app; \`native:\` functions without script, such as socket writes):`,
     '',
     profileTable(run.profile.shares),
     '',
