@@ -4,7 +4,7 @@ import type { PurgedBatch, RecordStore } from './store';
 export interface PurgeOptions {
   /** Rows changed per statement: one short transaction each, so live traffic never waits long. Default 5000. */
   readonly batchSize?: number;
-  /** Pause after each batch, as a share of the batch's time, leaving capacity to live traffic. Default 0.5. */
+  /** Pause after each batch, as a share of the batch's time, leaving capacity to live traffic. Default 0.3. */
   readonly pauseRatio?: number;
 }
 
@@ -25,7 +25,7 @@ export interface PurgeResult {
 export async function purgeExpired(
   store: RecordStore<EntityManager>,
   em: () => EntityManager,
-  { batchSize = 5_000, pauseRatio = 0.5 }: PurgeOptions = {},
+  { batchSize = 5_000, pauseRatio = 0.3 }: PurgeOptions = {},
 ): Promise<PurgeResult> {
   const deleting: Pass = { batch: (from) => store.purge(em(), batchSize, from), from: null, total: 0, done: false };
   const tombstoning: Pass = { batch: (from) => store.tombstone(em(), batchSize, from), from: null, total: 0, done: false };
