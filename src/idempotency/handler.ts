@@ -59,8 +59,8 @@ type Finished = Tombstone & { readonly stored: StoredResult | null };
 
 /** How a call with a key ended; {@link IdempotencyHandler.answer} turns each into the field's answer. */
 type Attempt =
-  | { readonly kind: 'executed'; readonly record: Finished; readonly replacedExpired: boolean }
-  | { readonly kind: 'failed'; readonly record: Finished }
+  /** This call executed the mutation and wrote its record: `observed` tells how. */
+  | { readonly kind: 'written'; readonly record: Finished; readonly observed: ObservedOutcome }
   | { readonly kind: 'found'; readonly record: Finished }
   | { readonly kind: 'expired'; readonly tombstone: Tombstone }
   | { readonly kind: 'busy' };
@@ -91,12 +91,8 @@ export class IdempotencyHandler<Db> {
     const { attempt, mutationMs } = await this.settle(execution, fingerprint);
     this.options.observer.overhead(execution.operation, (performance.now() - started - mutationMs) / 1000);
     switch (attempt.kind) {
-      case 'executed': {
-        const observed = attempt.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed;
-        return this.answer(attempt.record, execution, observed);
-      }
-      case 'failed':
-        return this.answer(attempt.record, execution, ObservedOutcome.FailureStored);
+      case 'written':
+        return this.answer(attempt.record, execution, attempt.observed);
       case 'found':
         if (sameRequest(attempt.record, execution, fingerprint)) return this.answer(attempt.record, execution, ObservedOutcome.Replayed);
         return this.reject(execution, ObservedOutcome.ReusedRejected, keyReused(execution.key));
@@ -192,10 +188,9 @@ export class IdempotencyHandler<Db> {
   private async afterWrite(written: WriteResult, stored: StoredResult, execution: Execution<Db>): Promise<Attempt> {
     switch (written.kind) {
       case 'written': {
-        const record = finished(written.record, stored);
-        return stored.kind === 'payload'
-          ? { kind: 'executed', record, replacedExpired: written.replacedExpired }
-          : { kind: 'failed', record };
+        const executed = written.replacedExpired ? ObservedOutcome.ExpiredReexecuted : ObservedOutcome.Executed;
+        const observed = stored.kind === 'payload' ? executed : ObservedOutcome.FailureStored;
+        return { kind: 'written', record: finished(written.record, stored), observed };
       }
       case 'taken': {
         const found = await this.options.store.find(execution.db, execution.scope, execution.key);
