@@ -1,14 +1,28 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { userId } from './fixture';
 import { type LoadResult, loadResult } from './load';
 import type { LoadSettings } from './scenarios';
 import { reportIdleClientError } from './support';
 
+/** The statements a first execution adds to the baseline's, as src/idempotency/postgres.store.ts sends them. */
+export interface EngineStatements {
+  /** The key's read, before the transaction. */
+  readonly read: boolean;
+  /** `set_config('lock_timeout', …, true)`, first in the transaction. */
+  readonly bound: boolean;
+  /** The record's insert, last in the transaction. */
+  readonly record: boolean;
+}
+
+export const NO_ENGINE: EngineStatements = { read: false, bound: false, record: false };
+export const FIRST_EXECUTION: EngineStatements = { read: true, bound: true, record: true };
+
 /**
  * The SQL ceiling of the order transaction: the statements the baseline (createOrder with the
  * engine bypassed) sends, in its order, from a tight pg loop on `settings.connections` pooled
- * connections, without HTTP, GraphQL or the ORM. Each transaction is one "response".
+ * connections, without HTTP, GraphQL or the ORM. Each transaction is one "response". `engine`
+ * adds a first execution's statements around the same order (all of them: its SQL ceiling).
  */
 export class SqlCeiling {
   private readonly pool: pg.Pool;
@@ -19,6 +33,7 @@ export class SqlCeiling {
     private readonly products: readonly string[],
     private readonly users: number,
     connections: number,
+    private readonly engine: EngineStatements = NO_ENGINE,
   ) {
     this.pool = new pg.Pool({ connectionString: databaseUrl, max: connections });
     this.pool.on('error', reportIdleClientError);
@@ -48,10 +63,12 @@ export class SqlCeiling {
           const n = this.counter++;
           const begun = performance.now();
           try {
-            await placeOrder(client, userId(n % this.users), [
+            const user = userId(n % this.users);
+            const lines = [
               { id: this.products[n % this.products.length] as string, quantity: 1 },
               { id: this.products[(n + 1) % this.products.length] as string, quantity: 2 },
-            ]);
+            ];
+            await placeOrder(client, user, lines, this.engine);
             const done = performance.now();
             at.push(done - started);
             latency.push(done - begun);
@@ -79,10 +96,19 @@ interface TakenRow {
 
 /**
  * One order as src/orders/order.service.ts places it: the stock taken in one statement that
- * locks the products in id order, the order with its OrderPlaced event, its lines.
+ * locks the products in id order, the order with its OrderPlaced event, its lines; with the
+ * `engine` statements of a first execution around them.
  */
-async function placeOrder(client: pg.PoolClient, user: string, lines: readonly { id: string; quantity: number }[]): Promise<void> {
+async function placeOrder(
+  client: pg.PoolClient,
+  user: string,
+  lines: readonly { id: string; quantity: number }[],
+  engine: EngineStatements,
+): Promise<void> {
+  const key = randomUUID();
+  if (engine.read) await client.query(READ_RECORD, [user, key]);
   await client.query('begin');
+  if (engine.bound) await client.query(`select set_config('lock_timeout', $1, true)`, ['10000ms']);
   const sorted = [...lines].sort((a, b) => (a.id < b.id ? -1 : 1));
   const { rows } = await client.query<TakenRow>(
     `with wanted (id, quantity) as (values ($1::uuid, $2::int), ($3::uuid, $4::int)),
@@ -125,5 +151,25 @@ async function placeOrder(client: pg.PoolClient, user: string, lines: readonly {
     'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
     priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
   );
+  if (engine.record) {
+    // The stored result: the payload's JSON, about the size of the engine's.
+    const result = Buffer.from(JSON.stringify({ kind: 'payload', payload: { order: { id: orderId, status: 'PLACED', ...data } } }));
+    const resources = JSON.stringify([{ type: 'Order', id: orderId }]);
+    await client.query(INSERT_RECORD, [user, key, randomBytes(32), result, resources, 86_400, 86_400 + 2_592_000]);
+  }
   await client.query('commit');
 }
+
+const READ_RECORD = `select operation, fingerprint, outcome, format, key_id, case when expires_at > now() then result end as result,
+       resources, created_at, expires_at, coalesce(forgotten_at, expires_at) as forgotten_at, expires_at > now() as live
+  from idempotency_records where user_id = $1 and key = $2 and coalesce(forgotten_at, expires_at) > now()`;
+
+const INSERT_RECORD = `insert into idempotency_records as r
+       (user_id, key, operation, fingerprint, outcome, format, key_id, result, resources, created_at, expires_at, forgotten_at)
+values ($1, $2, 'createOrder', $3, 'SUCCEEDED', 1, null, $4, $5::jsonb, now(), now() + make_interval(secs => $6), now() + make_interval(secs => $7))
+on conflict (user_id, key) do update
+   set operation = excluded.operation, fingerprint = excluded.fingerprint, outcome = excluded.outcome,
+       format = excluded.format, key_id = excluded.key_id, result = excluded.result, resources = excluded.resources,
+       created_at = excluded.created_at, expires_at = excluded.expires_at, forgotten_at = excluded.forgotten_at
+ where coalesce(r.forgotten_at, r.expires_at) <= now()
+returning created_at, expires_at, forgotten_at, xmax <> 0 as replaced`;

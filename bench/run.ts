@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SqlCeiling } from './ceiling';
+import { FIRST_EXECUTION, SqlCeiling } from './ceiling';
 import {
   addDatabase,
   type BenchServer,
@@ -88,6 +88,9 @@ runCommand(async (cleanup) => {
   const scaleBodies = orderBodies(await productIds(scaleDb.pool));
   const ceiling = new SqlCeiling(db.url, products, users, settings.connections);
   cleanup.add('close the SQL ceiling pool', () => ceiling.close());
+  // The same with a first execution's statements: the database's own limit on first / baseline.
+  const firstCeiling = new SqlCeiling(db.url, products, users, settings.connections, FIRST_EXECUTION);
+  cleanup.add('close the first execution SQL ceiling pool', () => firstCeiling.close());
 
   // The stored key every replay uses (one per database); its record is the template of the loaded ones.
   const template = { userId: userId(0), key: `replay-${id}` };
@@ -182,6 +185,7 @@ runCommand(async (cleanup) => {
   ]);
   await measureRounds(rounds, [
     { name: 'sql', server: { ...SQL_SERVER, engine: false }, run: (load) => ceiling.run(load) },
+    { name: 'sql-first', server: { ...SQL_SERVER, engine: false }, run: (load) => firstCeiling.run(load) },
     { name: 'baseline', server: plain(bypass), run: (load) => firstOrders(bypass, tokens, bodies, load) },
     ...(bypassB
       ? [{ name: 'baseline-B', server: plain(bypassB), run: (load: LoadSettings) => firstOrders(bypassB, tokens, bodies, load) }]
