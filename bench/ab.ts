@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import path from 'node:path';
 import { type BenchServer, headers, mintTokens, orderBodies, post, productIds, startDatabase, startServer } from './fixture';
 import { combine, type LoadResult, runLoad } from './load';
-import { firstOrders, floor, type LoadSettings, replayOne, runId } from './scenarios';
+import { firstOrders, floor, type LoadSettings, loadSettingsOf, replayOne, runId } from './scenarios';
 import { fmt, numberArg, readArgs, runCommand, table, UsageError } from './support';
 
 /**
@@ -36,11 +36,7 @@ runCommand(async (cleanup) => {
   if (bMode !== 'engine' && bMode !== 'noevents') throw new UsageError(`--b-mode must be engine or noevents, got ${bMode}`);
   const bDist = args.b ?? (bMode === 'noevents' ? args.a : undefined);
   if (!bDist) throw new UsageError('--b is required: the dist folder of the build to compare with');
-  const settings: LoadSettings = {
-    seconds: numberArg(args, 'duration', 1),
-    warmupSeconds: numberArg(args, 'warmup', 0),
-    connections: numberArg(args, 'connections', 1),
-  };
+  const settings = loadSettingsOf(args);
   const rounds = numberArg(args, 'rounds', 1);
   const db = await startDatabase(cleanup);
   const builds: { name: string; dist: string; mode: 'engine' | 'noevents' }[] = [

@@ -21,7 +21,7 @@ import { loadRecords, loadScaleRecords, purgeUnderLoad, RECORD_USERS } from './r
 import { measureRelay, RELAY_DEFAULTS, relayText } from './relay';
 import { conditionsText, type Row, report } from './report';
 import { environment } from './results';
-import { firstOrders, floor, type LoadSettings, replayLoaded, replayOne, runId, storm } from './scenarios';
+import { firstOrders, floor, type LoadSettings, loadSettingsOf, replayLoaded, replayOne, runId, storm } from './scenarios';
 import { commandLine, fmt, numberArg, readArgs, runCommand, stopPid } from './support';
 
 /** Records preloaded for the no-scale replay-db run (the scale run loads --records). */
@@ -48,11 +48,7 @@ runCommand(async (cleanup) => {
       description: "another build's dist folder: its bypass server runs as baseline-B in the baseline's rounds (an A/B of two builds)",
     },
   });
-  const settings: LoadSettings = {
-    seconds: numberArg(args, 'duration', 1),
-    warmupSeconds: numberArg(args, 'warmup', 0),
-    connections: numberArg(args, 'connections', 1),
-  };
+  const settings = loadSettingsOf(args);
   const users = Math.min(numberArg(args, 'users', 1), RECORD_USERS);
   const records = numberArg(args, 'records', 1);
   const stormKeys = numberArg(args, 'storm-keys', 1);

@@ -2,13 +2,22 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { type BenchDatabase, type BenchServer, FLOOR_BODY, headers, orderBody, scrape } from './fixture';
 import { type LoadResult, runLoad } from './load';
-import { percentiles } from './support';
+import { numberArg, percentiles } from './support';
 
 /** Settings every autocannon scenario shares. */
 export interface LoadSettings {
   readonly connections: number;
   readonly seconds: number;
   readonly warmupSeconds: number;
+}
+
+/** The settings from a command's `--duration`, `--warmup` and `--connections`. */
+export function loadSettingsOf(args: Record<string, string>): LoadSettings {
+  return {
+    seconds: numberArg(args, 'duration', 1),
+    warmupSeconds: numberArg(args, 'warmup', 0),
+    connections: numberArg(args, 'connections', 1),
+  };
 }
 
 /** `{ __typename }`: the stack's own floor. */

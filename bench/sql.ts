@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { type EngineStatements, FIRST_EXECUTION, NO_ENGINE, SqlCeiling } from './ceiling';
 import { productIds, startDatabase } from './fixture';
 import type { LoadResult } from './load';
-import type { LoadSettings } from './scenarios';
+import { loadSettingsOf } from './scenarios';
 import { fmt, numberArg, readArgs, runCommand, table } from './support';
 
 /**
@@ -18,11 +18,7 @@ runCommand(async (cleanup) => {
     rounds: { type: 'string', default: '4', description: 'rounds; the variants run in reverse order every other round' },
     connections: { type: 'string', default: '10', description: 'pooled connections, as many as the load generator of npm run bench' },
   });
-  const settings: LoadSettings = {
-    seconds: numberArg(args, 'duration', 1),
-    warmupSeconds: numberArg(args, 'warmup', 0),
-    connections: numberArg(args, 'connections', 1),
-  };
+  const settings = loadSettingsOf(args);
   const rounds = numberArg(args, 'rounds', 1);
   const db = await startDatabase(cleanup);
   const products = await productIds(db.pool);
