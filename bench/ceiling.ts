@@ -39,8 +39,17 @@ export class SqlCeiling {
     this.pool.on('error', reportIdleClientError);
   }
 
-  close(): Promise<void> {
-    return this.pool.end();
+  /** Resolves once every connection has closed: `end()` resolves before they have, and a database stopped then would end them with errors. */
+  async close(): Promise<void> {
+    let open = this.pool.totalCount;
+    const closed = new Promise<void>((resolve) => {
+      if (open === 0) resolve();
+      this.pool.on('remove', () => {
+        if (--open === 0) resolve();
+      });
+    });
+    await this.pool.end();
+    await closed;
   }
 
   /** The warm-up, then the measured loop. */
