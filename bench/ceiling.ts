@@ -105,7 +105,7 @@ interface TakenRow {
 
 /**
  * One order as src/orders/order.service.ts places it: the stock taken in one statement that
- * locks the products in id order, the order with its OrderPlaced event, its lines; with the
+ * locks the products in id order, then the order, its OrderPlaced event and its lines in one; with the
  * `engine` statements of a first execution around them.
  */
 async function placeOrder(
@@ -148,17 +148,20 @@ async function placeOrder(
       lineTotalCents: line.quantity * line.price,
     })),
   };
-  // The order and its OrderPlaced event in one statement, as src/events/outbox.ts's withEvent sends them.
+  // The OrderPlaced event, the order and its lines in one statement, as src/events/outbox.ts's asOneStatement sends them.
   await client.query(
-    `with outbox_event as (
+    `with write_1 as (
        insert into outbox_events (id, type, occurred_at, data) values ($1, $2, $3, $4::jsonb) on conflict (id) do nothing
+     ), write_2 as (
+       insert into orders (id, user_id, status, total_cents, currency, note, created_at, cancelled_at) values ($5, $6, $7, $8, $9, $10, $11, $12)
      )
-     insert into orders (id, user_id, status, total_cents, currency, note, created_at, cancelled_at) values ($5, $6, $7, $8, $9, $10, $11, $12)`,
-    [randomUUID(), 'OrderPlaced', now, JSON.stringify(data), orderId, user, 'PLACED', total, 'USD', 'bench', now, null],
-  );
-  await client.query(
-    'insert into "order_lines" ("order_id", "position", "product_id", "quantity", "unit_price_cents", "line_total_cents") values ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)',
-    priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
+     insert into order_lines (order_id, position, product_id, quantity, unit_price_cents, line_total_cents)
+     values ($13, $14, $15, $16, $17, $18), ($19, $20, $21, $22, $23, $24)`,
+    [
+      ...[randomUUID(), 'OrderPlaced', now, JSON.stringify(data)],
+      ...[orderId, user, 'PLACED', total, 'USD', 'bench', now, null],
+      ...priced.flatMap((line, position) => [orderId, position, line.id, line.quantity, line.price, line.quantity * line.price]),
+    ],
   );
   if (engine.record) {
     // The stored result: the payload's JSON, about the size of the engine's.

@@ -93,7 +93,7 @@ async function serve(): Promise<void> {
         ? createIdempotencyHandler(config, { observer: metrics.idempotencyObserver(), cacheSize })
         : undefined;
   // noevents: the engine, with the order rules appending no outbox event (the events' cost, measured).
-  const orders = mode === 'noevents' ? new OrderService({ append: async () => {}, attach: (_event, statement) => statement }) : undefined;
+  const orders = mode === 'noevents' ? new OrderService({ append: async () => {}, attach: (_event, writes) => writes }) : undefined;
   app = await buildApp({ config, orm, logger, metrics, idempotency, orders });
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();

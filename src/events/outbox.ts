@@ -45,13 +45,22 @@ export async function appendEvent(em: EntityManager, event: NewEvent): Promise<v
 }
 
 /**
- * `statement` (an insert, update or delete with no WITH clause of its own) that also appends
- * `event`, as {@link appendEvent} would: the event's insert goes in front as a data-modifying
- * CTE, which PostgreSQL runs once whether or not the statement reads it. One statement is one
- * round trip instead of two, and the event is written exactly when the statement is.
+ * Writes sent as one statement: each but the last runs as a data-modifying CTE in front of the
+ * last. PostgreSQL runs each of them once, whether or not anything reads it, and checks foreign
+ * keys when the whole statement is done, so a row may refer to one written before it in the list.
+ * One round trip instead of one per write, and all are written or none. None may have a WITH
+ * clause of its own.
  */
-export function withEvent(event: NewEvent, statement: Statement): Statement {
-  return { sql: `with outbox_event as (${INSERT_EVENT}) ${statement.sql}`, params: [...eventParams(event), ...statement.params] };
+export function asOneStatement(writes: readonly Statement[]): Statement {
+  const last = writes.at(-1);
+  if (!last) throw new RangeError('asOneStatement needs at least one statement');
+  const ctes = writes.slice(0, -1).map((write, index) => `write_${index + 1} as (${write.sql})`);
+  return { sql: ctes.length > 0 ? `with ${ctes.join(', ')} ${last.sql}` : last.sql, params: writes.flatMap((write) => write.params) };
+}
+
+/** `writes` with the insert of `event` in front, as {@link appendEvent} would write it, for {@link asOneStatement}. */
+export function withEvent(event: NewEvent, writes: readonly Statement[]): Statement[] {
+  return [{ sql: INSERT_EVENT, params: eventParams(event) }, ...writes];
 }
 
 function eventParams(event: NewEvent): unknown[] {

@@ -4,7 +4,7 @@ import { isAdmin, type Viewer } from '../auth/token';
 import { Product } from '../catalog/product.entity';
 import { cursorInstant, decodeCursor, encodeCursor, invalidCursor, isUuid, requireUuid } from '../cursor';
 import { BadUserInputError, InsufficientStockError, OrderNotCancellableError, OrderNotFoundError, ProductNotFoundError } from '../errors';
-import { appendEvent, type NewEvent, type Statement, withEvent } from '../events';
+import { appendEvent, asOneStatement, type NewEvent, type Statement, withEvent } from '../events';
 import type { Page } from '../graphql/connection';
 import { characterCount } from '../text';
 import { Order, OrderStatus } from './order.entity';
@@ -44,8 +44,8 @@ const MAX_TOTAL_CENTS = 2_147_483_647;
 export interface EventWriter {
   /** Writes `event` in the transaction of `em`. */
   append(em: EntityManager, event: NewEvent): Promise<void>;
-  /** `statement`, also writing `event` when it runs. */
-  attach(event: NewEvent, statement: Statement): Statement;
+  /** `writes` and, with them, `event`: for {@link asOneStatement}. */
+  attach(event: NewEvent, writes: readonly Statement[]): readonly Statement[];
 }
 
 /** Events go to the outbox, in the mutation's transaction. */
@@ -59,8 +59,8 @@ export class OrderService {
   /**
    * Places an order inside the caller's transaction. One statement locks the products in id
    * order (so concurrent orders serialise on stock without deadlocking) and takes the stock
-   * where enough is left; the order, with its OrderPlaced event in the same statement, and its
-   * lines are then inserted as they are, with no change-set computation. A check that fails
+   * where enough is left; a second inserts the order, its lines and its OrderPlaced event as
+   * they are, with no change-set computation. A check that fails
    * after the decrement throws, which rolls the transaction back. A product id may appear in
    * one line only.
    */
@@ -99,9 +99,8 @@ export class OrderService {
         unitPriceCents: product.priceCents,
       });
     });
-    const placed = this.events.attach(orderPlaced(order, lines), insertOrder(order));
+    const placed = asOneStatement(this.events.attach(orderPlaced(order, lines), [insertOrder(order), insertLines(lines)]));
     await em.execute(placed.sql, [...placed.params], 'run');
-    await em.insertMany(lines);
     return { order, lines, products: byId };
   }
 
@@ -234,6 +233,22 @@ function insertOrder(order: Order): Statement {
   return {
     sql: 'insert into orders (id, user_id, status, total_cents, currency, note, created_at, cancelled_at) values (?, ?, ?, ?, ?, ?, ?, ?)',
     params: [order.id, order.userId, order.status, order.totalCents, order.currency, order.note, order.createdAt, order.cancelledAt],
+  };
+}
+
+/** The insert of a new order's lines, as the entity maps them. */
+function insertLines(lines: readonly OrderLine[]): Statement {
+  const columns = 'order_id, position, product_id, quantity, unit_price_cents, line_total_cents';
+  return {
+    sql: `insert into order_lines (${columns}) values ${lines.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
+    params: lines.flatMap((line) => [
+      line.order.id,
+      line.position,
+      line.product.id,
+      line.quantity,
+      line.unitPriceCents,
+      line.lineTotalCents,
+    ]),
   };
 }
 
