@@ -60,9 +60,8 @@ export class OrderService {
    * Places an order inside the caller's transaction. One statement locks the products in id
    * order (so concurrent orders serialise on stock without deadlocking) and takes the stock
    * where enough is left; a second inserts the order, its lines and its OrderPlaced event as
-   * they are, with no change-set computation. A check that fails
-   * after the decrement throws, which rolls the transaction back. A product id may appear in
-   * one line only.
+   * they are, with no change-set computation. A check that fails after the decrement throws,
+   * which rolls the transaction back. A product id may appear in one line only.
    */
   async placeOrder(em: EntityManager, userId: string, input: NewOrder): Promise<PlacedOrder> {
     const requested = validateOrder(input);
