@@ -10,5 +10,9 @@ module.exports = {
   globalSetup: '<rootDir>/test/support/global-setup.mjs',
   globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
   maxWorkers: 2,
+  // A worker that has run some forty files (their ORMs, servers and browsers) takes longer than
+  // Jest's default 500 ms to wind down after a full run; one that truly hangs is still
+  // force-exited, with Jest's warning, after this.
+  workerGracefulExitTimeout: 5_000,
   testTimeout: 60_000,
 };
